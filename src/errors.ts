@@ -1,0 +1,112 @@
+/**
+ * Errors raised by rollback-pool itself. Every one carries a stable `code`
+ * so callers can branch on it; messages say what happened and what to do,
+ * and never contain a password. Errors from the server (ER_DUP_ENTRY and
+ * friends) are mysql2's own error objects and pass through unchanged.
+ */
+
+/** Every code rollback-pool can raise. */
+export type RollbackPoolErrorCode =
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_LEASE_RELEASED'
+  | 'ERR_POOL_CLOSED'
+  | 'ERR_ACQUIRE_TIMEOUT'
+  | 'ERR_NO_CONNECTIONS'
+  | 'ERR_QUEUE_LIMIT'
+  | 'ERR_ROLLBACK_FAILED'
+  | 'ERR_CONNECTION_LOST'
+  | 'ERR_TX_CLOSED'
+  | 'ERR_TX_ABANDONED'
+  | 'ERR_TX_ENDED_BY_SERVER'
+  | 'ERR_TX_TIMEOUT'
+  | 'ERR_COMMIT_OUTCOME_UNKNOWN';
+
+/** Base class of every error rollback-pool raises. */
+export class RollbackPoolError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: RollbackPoolErrorCode;
+
+  constructor(code: RollbackPoolErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option passed to `createPool` (or to a transaction) is not valid. */
+export class InvalidOptionError extends RollbackPoolError {
+  /** The name of the offending option. */
+  readonly option: string;
+  constructor(option: string, expected: string) {
+    super('ERR_INVALID_OPTION', `Invalid option "${option}": expected ${expected}.`);
+    this.option = option;
+  }
+}
+
+/** A call was made on a connection lease after it was released or destroyed. */
+export class LeaseReleasedError extends RollbackPoolError {
+  constructor(method: string) {
+    super(
+      'ERR_LEASE_RELEASED',
+      `Cannot call ${method}() on a connection that was already released: ` +
+        'nothing was sent to the server. Take a new connection with pool.getConnection().',
+    );
+  }
+}
+
+/** The pool was ended; no more connections can be taken from it. */
+export class PoolClosedError extends RollbackPoolError {
+  constructor() {
+    super('ERR_POOL_CLOSED', 'Pool is closed.');
+  }
+}
+
+/** No connection became free within `acquireTimeoutMs`. */
+export class AcquireTimeoutError extends RollbackPoolError {
+  constructor(timeoutMs: number, cause?: unknown) {
+    super(
+      'ERR_ACQUIRE_TIMEOUT',
+      `No connection could be acquired within ${timeoutMs} ms (acquireTimeoutMs). ` +
+        'Release connections sooner, raise connectionLimit, or raise acquireTimeoutMs.',
+      { cause },
+    );
+  }
+}
+
+/** `waitForConnections: false` and every connection is in use (same message as mysql2). */
+export class NoConnectionsError extends RollbackPoolError {
+  constructor() {
+    super('ERR_NO_CONNECTIONS', 'No connections available.');
+  }
+}
+
+/** `queueLimit` waiters are already queued (same message as mysql2). */
+export class QueueLimitError extends RollbackPoolError {
+  constructor() {
+    super('ERR_QUEUE_LIMIT', 'Queue limit reached.');
+  }
+}
+
+/** A pending ROLLBACK failed or timed out; the connection was destroyed. */
+export class RollbackFailedError extends RollbackPoolError {
+  constructor(reason: string, cause?: unknown) {
+    super(
+      'ERR_ROLLBACK_FAILED',
+      `The rollback of an abandoned transaction ${reason}; its connection was destroyed ` +
+        'and will not be reused (the server rolls the transaction back when the connection closes).',
+      { cause },
+    );
+  }
+}
+
+/** The connection died while a statement was queued on it. */
+export class ConnectionLostError extends RollbackPoolError {
+  constructor(cause?: unknown) {
+    super('ERR_CONNECTION_LOST', 'The connection to the server was lost; it has been destroyed.', { cause });
+  }
+}
+
+/** True when `value` is an error raised by rollback-pool with the given code. */
+export function hasCode(value: unknown, code: RollbackPoolErrorCode): boolean {
+  return value instanceof RollbackPoolError && value.code === code;
+}

@@ -1,0 +1,36 @@
+/**
+ * rollback-pool: a drop-in replacement for mysql2's promise `Pool` in which a
+ * transaction that its owner walks away from can never reach the next user of
+ * the connection.
+ *
+ * @packageDocumentation
+ */
+import { Pool } from './pool/pool';
+import type { PoolOptions } from './options';
+
+/**
+ * Creates a pool, as `mysql2/promise`'s `createPool`: the same options (plus
+ * ours) or a `mysql://` URL. Throws `ERR_INVALID_OPTION` naming a bad option.
+ *
+ * ```ts
+ * import { createPool } from 'rollback-pool';
+ * const pool = createPool({ uri: 'mysql://root@127.0.0.1:3306/test', connectionLimit: 10 });
+ * ```
+ */
+export function createPool(options: PoolOptions | string): Pool {
+  return new Pool(options);
+}
+
+export { Pool, type PoolStats } from './pool/pool';
+export { PoolConnection } from './pool/lease';
+export type { CleanupMode, PoolOptions, RollbackPoolOwnOptions } from './options';
+export type {
+  AbandonEvent,
+  AbandonReason,
+  DestroyEvent,
+  LeakEvent,
+  PoolEventMap,
+  RollbackErrorEvent,
+  RollbackEvent,
+} from './pool/events';
+export * from './errors';

@@ -1,0 +1,168 @@
+/**
+ * Pool options: mysql2's PoolOptions plus rollback-pool's own, validated once
+ * at `createPool` so that a typo or a wrong type fails loudly and early
+ * (mysql2 only warns on the console, or silently coerces).
+ */
+import * as mysql2 from 'mysql2';
+import type { ConnectionOptions, PoolOptions as Mysql2PoolOptions } from 'mysql2';
+import { InvalidOptionError } from './errors';
+
+/** When the ROLLBACK of an abandoned transaction runs. */
+export type CleanupMode = 'release' | 'checkout';
+
+/** rollback-pool's own options, on top of mysql2's. */
+export interface RollbackPoolOwnOptions {
+  /**
+   * When the pending ROLLBACK of a connection released inside a transaction runs.
+   * `'release'` (default): at once, in the background, so its locks are freed
+   * within about one round trip. `'checkout'`: lazily, before the connection's
+   * next checkout (the sqlx / deadpool behaviour).
+   */
+  cleanup?: CleanupMode;
+  /** A pending ROLLBACK slower than this destroys the connection. Default 5000. */
+  rollbackTimeoutMs?: number;
+  /** A checkout that waits longer rejects with `ERR_ACQUIRE_TIMEOUT`. Default 10000. */
+  acquireTimeoutMs?: number;
+  /** Emit `leak` for a lease held longer than this. Default 0 (off). */
+  leakDetectionMs?: number;
+  /** Record where leases were taken, for the `abandon` and `leak` events. Default false. */
+  captureStacks?: boolean;
+}
+
+/** Everything `createPool` accepts: mysql2's PoolOptions plus ours. */
+export interface PoolOptions extends Mysql2PoolOptions, RollbackPoolOwnOptions {}
+
+/** Options after validation, with every default filled in. */
+export interface ResolvedOptions {
+  readonly connection: ConnectionOptions;
+  /** mysql2's parsed connection config: escaping settings, trace, namedPlaceholders. */
+  readonly connectionConfig: ParsedConnectionConfig;
+  readonly connectionLimit: number;
+  readonly queueLimit: number;
+  readonly waitForConnections: boolean;
+  readonly maxIdle: number;
+  readonly idleTimeout: number;
+  readonly resetOnRelease: boolean;
+  readonly cleanup: CleanupMode;
+  readonly rollbackTimeoutMs: number;
+  readonly acquireTimeoutMs: number;
+  readonly leakDetectionMs: number;
+  readonly captureStacks: boolean;
+}
+
+/** The parts of mysql2's parsed ConnectionConfig we read (its typings declare only an interface). */
+export interface ParsedConnectionConfig {
+  readonly stringifyObjects: boolean;
+  readonly timezone: string;
+  readonly trace: boolean;
+}
+const { ConnectionConfig } = mysql2 as unknown as {
+  ConnectionConfig: {
+    new (options: ConnectionOptions): ParsedConnectionConfig;
+    parseUrl(url: string): Record<string, unknown>;
+  };
+};
+
+/** mysql2 treats connectionLimit 0 as "no limit"; generic-pool needs a number. */
+const UNLIMITED = 2 ** 31 - 1;
+
+const OWN_KEYS = new Set(['cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'leakDetectionMs', 'captureStacks']);
+const POOL_KEYS = new Set(['connectionLimit', 'queueLimit', 'waitForConnections', 'maxIdle', 'idleTimeout', 'resetOnRelease']);
+/** mysql2's list of connection options (lib/connection_config.js), minus pool-only and internal keys. */
+const CONNECTION_KEYS = new Set([
+  'authPlugins', 'authSwitchHandler', 'bigNumberStrings', 'charset', 'charsetNumber', 'compress',
+  'connectAttributes', 'connectTimeout', 'database', 'dateStrings', 'debug', 'decimalNumbers',
+  'enableKeepAlive', 'flags', 'host', 'insecureAuth', 'infileStreamFactory', 'keepAliveInitialDelay',
+  'localAddress', 'maxPreparedStatements', 'multipleStatements', 'namedPlaceholders', 'nestTables',
+  'password', 'password1', 'password2', 'password3', 'passwordSha1', 'port', 'queryFormat',
+  'rowsAsArray', 'socketPath', 'ssl', 'stream', 'stringifyObjects', 'supportBigNumbers', 'timezone',
+  'trace', 'typeCast', 'uri', 'user', 'disableEval', 'enableCleartextPlugin', 'jsonStrings',
+  'gracefulEnd', 'Promise',
+]);
+
+type Bag = Record<string, unknown>;
+
+function integer(bag: Bag, key: string, fallback: number, min: number): number {
+  const value = bag[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new InvalidOptionError(key, `an integer >= ${min}`);
+  }
+  return value;
+}
+
+function boolean(bag: Bag, key: string, fallback: boolean): boolean {
+  const value = bag[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidOptionError(key, 'true or false');
+  return value;
+}
+
+/** Parses a mysql:// URL without ever echoing it (it may hold a password). */
+function parseUri(uri: string): Bag {
+  try {
+    const parsed = ConnectionConfig.parseUrl(uri) as Bag;
+    // A URL without a port parses to NaN: let mysql2 apply its default.
+    if (Number.isNaN(parsed.port)) delete parsed.port;
+    return parsed;
+  } catch {
+    throw new InvalidOptionError('uri', 'a URL such as mysql://user:password@host:3306/database');
+  }
+}
+
+/** Validates `createPool`'s argument and fills in the defaults. Throws `ERR_INVALID_OPTION`. */
+export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
+  let bag: Bag;
+  if (typeof input === 'string') bag = parseUri(input);
+  else if (input !== null && typeof input === 'object') bag = { ...input };
+  else throw new InvalidOptionError('options', 'an options object or a mysql:// URL string');
+  if (typeof bag.uri === 'string') bag = { ...parseUri(bag.uri), ...withoutUndefined(bag), uri: undefined };
+
+  const connection: Bag = {};
+  for (const key of Object.keys(bag)) {
+    if (OWN_KEYS.has(key) || POOL_KEYS.has(key)) continue;
+    if (!CONNECTION_KEYS.has(key)) throw new InvalidOptionError(key, 'no such option (check its spelling)');
+    if (bag[key] !== undefined) connection[key] = bag[key];
+  }
+  const port = connection.port;
+  const portOk =
+    port === undefined ||
+    (typeof port === 'number' && Number.isInteger(port) && port > 0 && port < 65536) ||
+    (typeof port === 'string' && /^\d+$/.test(port));
+  if (!portOk) throw new InvalidOptionError('port', 'a TCP port number');
+
+  const limit = integer(bag, 'connectionLimit', 10, 0);
+  const connectionLimit = limit === 0 ? UNLIMITED : limit;
+  const cleanup = bag.cleanup ?? 'release';
+  if (cleanup !== 'release' && cleanup !== 'checkout') throw new InvalidOptionError('cleanup', "'release' or 'checkout'");
+
+  let connectionConfig: ParsedConnectionConfig;
+  try {
+    connectionConfig = new ConnectionConfig(connection as ConnectionOptions);
+  } catch (error) {
+    // mysql2's messages name the option (unknown charset, ssl profile); they hold no secret.
+    throw new InvalidOptionError('connection options', (error as Error).message);
+  }
+
+  return {
+    connection: connection as ConnectionOptions,
+    connectionConfig,
+    connectionLimit,
+    queueLimit: integer(bag, 'queueLimit', 0, 0),
+    waitForConnections: boolean(bag, 'waitForConnections', true),
+    maxIdle: Math.min(integer(bag, 'maxIdle', connectionLimit, 0), connectionLimit),
+    idleTimeout: integer(bag, 'idleTimeout', 60_000, 1),
+    resetOnRelease: boolean(bag, 'resetOnRelease', false),
+    cleanup,
+    rollbackTimeoutMs: integer(bag, 'rollbackTimeoutMs', 5_000, 1),
+    acquireTimeoutMs: integer(bag, 'acquireTimeoutMs', 10_000, 1),
+    leakDetectionMs: integer(bag, 'leakDetectionMs', 0, 0),
+    captureStacks: boolean(bag, 'captureStacks', false),
+  };
+}
+
+function withoutUndefined(bag: Bag): Bag {
+  const out: Bag = {};
+  for (const [key, value] of Object.entries(bag)) if (value !== undefined) out[key] = value;
+  return out;
+}

@@ -1,0 +1,314 @@
+/**
+ * Pool: the mysql2/promise `Pool` facade. It owns the sessions, decides what
+ * happens to a session when its lease ends (back to idle, flagged for a
+ * rollback, or destroyed), emits events and keeps the counters.
+ */
+import { EventEmitter } from 'node:events';
+import * as mysql2 from 'mysql2';
+import type { Connection as RawConnection, ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
+import type { RollbackFailedError } from '../errors';
+import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options';
+import type { PoolEventMap } from './events';
+import { PoolConnection, type LeaseOwner } from './lease';
+import { ResourcePool } from './resource-pool';
+import { Session, type QueryOutcome, type SessionHooks } from './session';
+
+/** A snapshot of the pool, from `pool.stats()`. */
+export interface PoolStats {
+  /** Open connections, in any state. */
+  total: number;
+  /** Clean connections ready to be leased. */
+  idle: number;
+  /** Connections held by a lease or running a pool-level query. */
+  leased: number;
+  /** Acquirers waiting for a connection. */
+  waiting: number;
+  /** Connections released inside a transaction whose ROLLBACK has not finished yet. */
+  pendingRollback: number;
+  /** Since creation: transactions abandoned (released without commit or rollback). */
+  abandoned: number;
+  /** Since creation: pending ROLLBACKs that succeeded. */
+  rolledBack: number;
+  /** Since creation: pending ROLLBACKs that failed or timed out (their connection was destroyed). */
+  rollbackFailures: number;
+  /** Since creation: connections destroyed, for any reason. */
+  destroyed: number;
+}
+
+/** How long `end()` waits for connections to close before giving up on them. */
+const END_TIMEOUT_MS = 5_000;
+/** How long a polite COM_QUIT may take before the socket is destroyed. */
+const CLOSE_TIMEOUT_MS = 1_000;
+
+export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, SessionHooks {
+  /** The validated options, defaults filled in. */
+  readonly options: ResolvedOptions;
+  private readonly resources: ResourcePool<Session>;
+  /** Every live session. */
+  private readonly sessions = new Set<Session>();
+  /** Sessions taken out of the resource pool and not given back yet (leased or being flushed). */
+  private readonly out = new Set<Session>();
+  private readonly counters = { abandoned: 0, rolledBack: 0, rollbackFailures: 0, destroyed: 0 };
+  private ending: Promise<void> | undefined;
+
+  /** @internal Use `createPool()`. */
+  constructor(options: PoolOptions | string) {
+    super();
+    this.options = resolveOptions(options);
+    const { connectionLimit, acquireTimeoutMs, waitForConnections, queueLimit, maxIdle, idleTimeout } = this.options;
+    this.resources = new ResourcePool<Session>(
+      {
+        create: () => this.connect(),
+        destroy: (session) => this.disposeSession(session),
+        isUsable: (session) => session.usable,
+      },
+      {
+        max: connectionLimit,
+        acquireTimeoutMs,
+        waitForConnections,
+        queueLimit,
+        maxIdle,
+        idleTimeoutMs: idleTimeout,
+        onEnqueue: () => this.emit('enqueue'),
+      },
+    );
+  }
+
+  /** True once `end()` was called. */
+  get closed(): boolean {
+    return this.resources.isClosed;
+  }
+
+  /** Takes a connection for several statements; give it back with `release()`. */
+  getConnection(): Promise<PoolConnection> {
+    const takenAt = this.options.captureStacks ? captureStack('lease taken here') : undefined;
+    return this.acquireSession().then((session) => {
+      const lease = new PoolConnection(this, session, takenAt);
+      if (this.options.leakDetectionMs > 0) this.watchForLeak(lease);
+      return lease;
+    });
+  }
+
+  /** Gives a connection back (same as `connection.release()`). */
+  releaseConnection(connection: PoolConnection): void {
+    if (connection instanceof PoolConnection) connection.release();
+  }
+
+  /** Runs one statement on any free connection (text protocol), as mysql2. */
+  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
+    return this.runOnce('query', sql, values) as Promise<[T, FieldPacket[]]>;
+  }
+
+  /** Runs one prepared statement on any free connection (binary protocol), as mysql2. */
+  execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
+    return this.runOnce('execute', sql, values) as Promise<[T, FieldPacket[]]>;
+  }
+
+  /** Escapes a value for SQL, with the pool's settings, as mysql2. */
+  escape(value: unknown): string {
+    const config = this.options.connectionConfig;
+    return mysql2.escape(value as never, config.stringifyObjects, config.timezone as never);
+  }
+
+  /** Escapes an identifier, as mysql2. */
+  escapeId(value: string | string[]): string {
+    return mysql2.escapeId(value as never, false);
+  }
+
+  /** Formats SQL with values, with the pool's settings, as mysql2. */
+  format(sql: string, values?: unknown): string {
+    const config = this.options.connectionConfig;
+    return mysql2.format(sql, values as never, config.stringifyObjects, config.timezone as never);
+  }
+
+  /** Counts of connections by state, and counters since the pool was created. */
+  stats(): PoolStats {
+    let idle = 0;
+    let leased = 0;
+    let pendingRollback = 0;
+    for (const session of this.sessions) {
+      if (session.state === 'idle') idle++;
+      else if (session.state === 'leased') leased++;
+      else if (session.state === 'pendingRollback') pendingRollback++;
+    }
+    return {
+      total: this.sessions.size,
+      idle,
+      leased,
+      waiting: this.resources.counts().waiting,
+      pendingRollback,
+      ...this.counters,
+    };
+  }
+
+  /**
+   * Closes the pool: waiting acquirers reject with `ERR_POOL_CLOSED`, leases
+   * still out are fenced and their connections closed (the server rolls back
+   * whatever they had open). Finishes within a bound even if connections hang.
+   */
+  end(): Promise<void> {
+    if (this.ending) return this.ending;
+    const ended = this.resources.end(END_TIMEOUT_MS);
+    for (const session of this.out) this.giveBack(session, 'destroy');
+    this.ending = ended.then(() =>
+      Promise.all([...this.sessions].map((session) => session.close(CLOSE_TIMEOUT_MS))).then(noValue),
+    );
+    return this.ending;
+  }
+
+  /** `await using pool = createPool(...)`: ends the pool at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.end();
+  }
+
+  // ---- LeaseOwner: the end of a lease ------------------------------------------------
+
+  /** @internal A lease ended: decide the session's fate. Synchronous, never throws. */
+  releaseSession(session: Session, lease?: PoolConnection): void {
+    if (lease?.leakTimer) clearTimeout(lease.leakTimer);
+    switch (session.release()) {
+      case 'clean':
+        if (this.options.resetOnRelease) {
+          void session.reset().then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
+        } else {
+          this.giveBack(session, 'release');
+        }
+        return;
+      case 'broken':
+        this.giveBack(session, 'destroy');
+        return;
+      case 'pendingRollback':
+        this.counters.abandoned++;
+        this.emit('abandon', { threadId: session.threadId, reason: 'released-in-transaction', stack: lease?.takenAt });
+        if (this.options.cleanup === 'release') {
+          // Hold the session out of the pool until its ROLLBACK is done: nobody can get it dirty.
+          void session.flush().then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
+        } else {
+          // Lazy mode: back to the pool flagged; the next checkout runs the ROLLBACK first.
+          this.giveBack(session, 'release');
+        }
+        return;
+    }
+  }
+
+  /** @internal */
+  destroySession(session: Session, reason: string): void {
+    if (!this.out.has(session)) return;
+    session.destroy(reason);
+    this.giveBack(session, 'destroy');
+  }
+
+  // ---- SessionHooks: what sessions report ---------------------------------------------
+
+  /** @internal */
+  onRollback(session: Session, durationMs: number): void {
+    this.counters.rolledBack++;
+    this.emit('rollback', { threadId: session.threadId, durationMs });
+  }
+
+  /** @internal */
+  onRollbackError(session: Session, error: RollbackFailedError): void {
+    this.counters.rollbackFailures++;
+    this.emit('rollbackError', { threadId: session.threadId, error });
+  }
+
+  /** @internal */
+  onBroken(session: Session, reason: string, error?: unknown): void {
+    this.counters.destroyed++;
+    this.emit('destroy', { threadId: session.threadId, reason, error });
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<QueryOutcome> {
+    if (typeof values === 'function') {
+      throw new Error('Callback function is not available with promise clients.');
+    }
+    return this.acquireSession().then((session) => {
+      const outcome = session.run(method, sql, values);
+      // Registered before the caller's continuation, so the session is back before the caller resumes.
+      const giveBack = (): void => this.releaseSession(session);
+      outcome.then(giveBack, giveBack);
+      return outcome;
+    });
+  }
+
+  /** A session that is clean and checked out: pending ROLLBACKs are run first, failures replaced. */
+  private acquireSession(): Promise<Session> {
+    return this.resources.acquire().then(this.checkout);
+  }
+
+  private readonly checkout = (session: Session): Session | Promise<Session> => {
+    this.out.add(session);
+    if (session.state === 'pendingRollback') {
+      // Lazy mode (or a pool-level flag left by a crash of the background flush): roll back first.
+      return session.flush().then((ok) => {
+        if (ok) return this.checkout(session);
+        this.giveBack(session, 'destroy');
+        return this.acquireSession(); // someone else's failed rollback is never our error
+      });
+    }
+    if (session.state !== 'idle') {
+      this.giveBack(session, 'destroy');
+      return this.acquireSession();
+    }
+    session.checkout();
+    this.emit('acquire', session.raw);
+    return session;
+  };
+
+  /** Hands a session back to the resource pool, as clean/flagged or to be destroyed. */
+  private giveBack(session: Session, how: 'release' | 'destroy'): void {
+    if (!this.out.delete(session)) return;
+    if (how === 'release' && session.usable && !this.resources.isClosed) {
+      this.resources.release(session);
+      if (session.state === 'idle') this.emit('release', session.raw);
+    } else {
+      this.resources.destroy(session);
+    }
+  }
+
+  private connect(): Promise<Session> {
+    return new Promise<Session>((resolve, reject) => {
+      const raw: RawConnection = mysql2.createConnection({ ...this.options.connection });
+      // Until the handshake settles, errors arrive through the connect callback; keep the emitter quiet.
+      const swallow = (): void => undefined;
+      raw.on('error', swallow);
+      raw.connect((error) => {
+        raw.removeListener('error', swallow);
+        if (error) {
+          raw.destroy();
+          reject(error);
+          return;
+        }
+        const session = new Session(raw, this, this.options.rollbackTimeoutMs);
+        this.sessions.add(session);
+        this.emit('connection', raw);
+        resolve(session);
+      });
+    });
+  }
+
+  private disposeSession(session: Session): Promise<void> {
+    this.sessions.delete(session);
+    this.out.delete(session);
+    return session.close(CLOSE_TIMEOUT_MS);
+  }
+
+  private watchForLeak(lease: PoolConnection): void {
+    const takenAt = Date.now();
+    lease.leakTimer = setTimeout(() => {
+      if (lease.isReleased) return;
+      this.emit('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
+    }, this.options.leakDetectionMs);
+    lease.leakTimer.unref();
+  }
+}
+
+function captureStack(label: string): string | undefined {
+  return new Error(label).stack;
+}
+
+function noValue(): void {
+  return undefined;
+}

@@ -1,0 +1,217 @@
+/**
+ * ResourcePool: the only file that imports generic-pool. generic-pool 3.9.0 is
+ * unmaintained and has traps; each is defused here:
+ *
+ * - A failing `create` is retried by generic-pool at once, in a loop, while
+ *   waiting acquirers are never told why. Here `create` never rejects: a
+ *   failure becomes a `CreateFailure` slot that generic-pool hands to the
+ *   oldest waiter like any resource, and that waiter rejects with the real
+ *   cause. One failed attempt per waiter, so no spin, and no stale retries.
+ * - A `validate` that rejects loses its slot forever. Here there is no
+ *   `validate`: `unwrap` reads the resource's usable flag after acquire and
+ *   drops a dead one (one less promise hop per checkout, too).
+ * - No acquire timeout by default, and option values of 0 silently become
+ *   defaults: `acquireTimeoutMillis` is always set, from a validated number.
+ * - No return hook: the caller (the pool) cleans a session *before* it calls
+ *   `release`; generic-pool only ever sees clean or flagged sessions.
+ * - `drain()` waits forever for loans and waiters: `end()` is bounded, and
+ *   turns every waiter into a `ERR_POOL_CLOSED` rejection.
+ * - Idle resources that die cannot be removed: `unwrap` on borrow and the
+ *   evictor drop them.
+ */
+import * as genericPool from 'generic-pool';
+import { AcquireTimeoutError, NoConnectionsError, PoolClosedError, QueueLimitError } from '../errors';
+
+/** How to make, check and dispose of one resource. */
+export interface ResourceFactory<T> {
+  create(): Promise<T>;
+  destroy(resource: T): Promise<void>;
+  /** Reads a flag: may this resource be handed out (after any pending cleanup)? No I/O. */
+  isUsable(resource: T): boolean;
+}
+
+export interface ResourcePoolOptions {
+  max: number;
+  acquireTimeoutMs: number;
+  waitForConnections: boolean;
+  queueLimit: number;
+  /** Idle resources beyond this many are closed after `idleTimeoutMs` (mysql2's maxIdle). */
+  maxIdle: number;
+  idleTimeoutMs: number;
+  /** Called when an acquire has to wait (mysql2's `enqueue` event). */
+  onEnqueue(): void;
+}
+
+export interface ResourceCounts {
+  total: number;
+  idle: number;
+  borrowed: number;
+  waiting: number;
+}
+
+/** A failed `create`, carried to a waiting acquirer as if it were a resource. */
+class CreateFailure {
+  readonly at = Date.now();
+  constructor(readonly error: unknown) {}
+}
+
+type Slot<T> = T | CreateFailure;
+
+/** A failure older than this is not delivered; the waiter gets a fresh attempt instead. */
+const FAILURE_FRESHNESS_MS = 1_000;
+
+interface Evictor {
+  evict(config: unknown, pooled: { obj: unknown; lastIdleTime: number }, availableCount: number): boolean;
+}
+type EvictorClass = new () => Evictor;
+/** generic-pool's constructor, which its typings omit; it lets us plug in mysql2's idle semantics. */
+type PoolConstructor = new <S>(
+  evictor: EvictorClass,
+  deque: unknown,
+  priorityQueue: unknown,
+  factory: genericPool.Factory<S>,
+  options: genericPool.Options,
+) => genericPool.Pool<S>;
+
+/** generic-pool's exports its typings omit. */
+const internals = genericPool as unknown as { Deque: unknown; PriorityQueue: unknown };
+
+export class ResourcePool<T extends object> {
+  private readonly pool: genericPool.Pool<Slot<T>>;
+  private closed = false;
+  private ending: Promise<void> | undefined;
+
+  constructor(
+    private readonly factory: ResourceFactory<T>,
+    private readonly options: ResourcePoolOptions,
+  ) {
+    const { maxIdle, max, idleTimeoutMs } = options;
+    const isUsable = (slot: Slot<T>): boolean => !(slot instanceof CreateFailure) && factory.isUsable(slot);
+    // mysql2's rule: idle connections beyond maxIdle are closed once idle longer than idleTimeout.
+    class IdleEvictor implements Evictor {
+      evict(_config: unknown, pooled: { obj: unknown; lastIdleTime: number }, availableCount: number): boolean {
+        if (!isUsable(pooled.obj as Slot<T>)) return true;
+        return availableCount > maxIdle || Date.now() - pooled.lastIdleTime > idleTimeoutMs;
+      }
+    }
+    const trimIdle = maxIdle < max;
+    const GenericPool = genericPool.Pool as unknown as PoolConstructor;
+    this.pool = new GenericPool<Slot<T>>(
+      IdleEvictor,
+      internals.Deque,
+      internals.PriorityQueue,
+      {
+        create: () => this.createSlot(),
+        destroy: (slot) => (slot instanceof CreateFailure ? Promise.resolve() : factory.destroy(slot)),
+      },
+      ({
+        max,
+        min: 0,
+        fifo: false, // LIFO, like mysql2: the warmest connection first, the coldest ones age out
+        // No testOnBorrow: it costs two promise hops per acquire; `acquire` reads the usable flag itself.
+        testOnBorrow: false,
+        autostart: false,
+        acquireTimeoutMillis: options.acquireTimeoutMs,
+        destroyTimeoutMillis: 5_000,
+        evictionRunIntervalMillis: trimIdle ? Math.min(1_000, idleTimeoutMs) : 0,
+        numTestsPerEvictionRun: trimIdle ? max : 0,
+        idleTimeoutMillis: idleTimeoutMs,
+      }) as genericPool.Options, // destroyTimeoutMillis exists in 3.9.0 but not in its typings
+    );
+    // Both are reported through CreateFailure / the destroy path; without a listener they would be lost silently anyway.
+    this.pool.on('factoryCreateError', () => undefined);
+    this.pool.on('factoryDestroyError', () => undefined);
+  }
+
+  /** Takes a resource, waiting if none is free. Rejects with typed errors, or the real cause of a failed create. */
+  acquire(): Promise<T> {
+    if (this.closed) return Promise.reject(new PoolClosedError());
+    const pool = this.pool;
+    if (pool.available === 0 && pool.size >= pool.max) {
+      if (!this.options.waitForConnections) return Promise.reject(new NoConnectionsError());
+      if (this.options.queueLimit > 0 && pool.pending >= this.options.queueLimit) {
+        return Promise.reject(new QueueLimitError());
+      }
+      this.options.onEnqueue();
+    }
+    return pool.acquire().then(this.unwrap, this.translateAcquireError);
+  }
+
+  /**
+   * Unwraps what generic-pool handed out: a resource to use, a dead resource
+   * to drop (and try again), or a create failure to reject with. This replaces
+   * generic-pool's `validate`, which loses its slot if it ever rejects.
+   */
+  private readonly unwrap = (slot: Slot<T>): T | Promise<T> => {
+    if (slot instanceof CreateFailure) {
+      this.pool.destroy(slot).catch(() => undefined);
+      // A failure nobody was waiting for is stale: give this acquirer a fresh attempt.
+      if (Date.now() - slot.at >= FAILURE_FRESHNESS_MS) return this.acquire();
+      throw slot.error;
+    }
+    if (!this.factory.isUsable(slot)) {
+      this.pool.destroy(slot).catch(() => undefined); // died while idle (KILL, restart, network)
+      return this.acquire();
+    }
+    return slot;
+  };
+
+  /** Gives a clean (or flagged for cleanup) resource back. */
+  release(resource: T): void {
+    this.pool.release(resource).catch(() => undefined);
+  }
+
+  /** Takes a borrowed resource out of the pool for good and disposes of it. */
+  destroy(resource: T): void {
+    this.pool.destroy(resource).catch(() => undefined);
+  }
+
+  counts(): ResourceCounts {
+    const pool = this.pool;
+    return { total: pool.size, idle: pool.available, borrowed: pool.borrowed, waiting: pool.pending };
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Stops handing out resources: waiters reject with ERR_POOL_CLOSED, idle
+   * resources are destroyed. The caller destroys what it has borrowed. Bounded
+   * by `timeoutMs`, so it never hangs on a resource that never comes back.
+   */
+  end(timeoutMs: number): Promise<void> {
+    if (this.ending) return this.ending;
+    this.closed = true;
+    const done = this.pool.drain().then(() => this.pool.clear());
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    this.ending = Promise.race([done, bound]).finally(() => clearTimeout(timer));
+    // Capacity freed by the caller's destroys lets generic-pool "create" for each waiter: see createSlot.
+    return this.ending;
+  }
+
+  private async createSlot(): Promise<Slot<T>> {
+    if (this.closed) return new CreateFailure(new PoolClosedError());
+    try {
+      const resource = await this.factory.create();
+      this.lastCreateError = undefined;
+      return resource;
+    } catch (error) {
+      this.lastCreateError = error;
+      return new CreateFailure(error);
+    }
+  }
+
+  private lastCreateError: unknown;
+
+  private readonly translateAcquireError = (error: unknown): never => {
+    if (error instanceof Error && error.name === 'TimeoutError') {
+      throw new AcquireTimeoutError(this.options.acquireTimeoutMs, this.lastCreateError);
+    }
+    if (this.closed) throw new PoolClosedError();
+    throw error;
+  };
+}

@@ -1,0 +1,268 @@
+/**
+ * Session: one physical mysql2 connection and everything the pool knows about
+ * it: its lifecycle state, whether it is inside a transaction, how many
+ * statements are queued on it, and the one place that runs a pending ROLLBACK.
+ *
+ * State machine (the only transitions there are):
+ *
+ *   idle ──checkout()──▶ leased ──release(), clean──▶ idle
+ *                          │
+ *                          └─release(), in a transaction──▶ pendingRollback ──flush() ok──▶ idle
+ *
+ *   any state ──fatal error / failed or timed-out flush / destroy()──▶ broken ──▶ destroyed
+ *
+ * "In a transaction" is known from three sources, any one of which is enough:
+ * our own API (BEGIN marks it before it is written), the server status flags
+ * of every OK packet (IN_TRANS, AUTOCOMMIT), and uncertainty (a statement still
+ * in flight when the lease is given up).
+ */
+import type { Connection as RawConnection, FieldPacket, QueryError, QueryOptions, QueryResult } from 'mysql2';
+import { RollbackFailedError } from '../errors';
+
+export type SessionState = 'idle' | 'leased' | 'pendingRollback' | 'broken' | 'destroyed';
+
+/** What `release()` found, which tells the pool what to do with the session next. */
+export type ReleaseVerdict = 'clean' | 'pendingRollback' | 'broken';
+
+/** A statement in mysql2's accepted shapes: SQL text or a QueryOptions object. */
+export type Statement = string | QueryOptions;
+/** What mysql2/promise resolves a query or execute with. */
+export type QueryOutcome = [QueryResult, FieldPacket[]];
+
+/** The pool's side of a session: where the session reports what happened to it. */
+export interface SessionHooks {
+  onRollback(session: Session, durationMs: number): void;
+  onRollbackError(session: Session, error: RollbackFailedError): void;
+  onBroken(session: Session, reason: string, error?: unknown): void;
+}
+
+// Server status flags of the OK packet (mysql2 lib/constants/server_status.js).
+const SERVER_STATUS_IN_TRANS = 0x0001;
+const SERVER_STATUS_AUTOCOMMIT = 0x0002;
+
+type Callback = (err: QueryError | null, rows?: unknown, fields?: unknown) => void;
+
+let nextSessionId = 1;
+
+export class Session {
+  /** Stable id for events and stats (thread ids can repeat across servers). */
+  readonly id = nextSessionId++;
+  state: SessionState = 'idle';
+  /** Bumped on every checkout, so a stale lease can tell it is stale. */
+  generation = 0;
+  /** The server (or our API) says a transaction is open. */
+  inTransaction = false;
+  /** `SET autocommit=0` is in effect: every statement opens a transaction. */
+  autocommitOff = false;
+  /** Statements written to the connection whose reply has not arrived yet. */
+  inFlight = 0;
+  /** When the session last went back to the pool (for idle eviction). */
+  idleSince = Date.now();
+  private flushing: Promise<boolean> | undefined;
+
+  constructor(
+    readonly raw: RawConnection,
+    private readonly hooks: SessionHooks,
+    private readonly rollbackTimeoutMs: number,
+  ) {
+    // An idle connection can die too (server restart, KILL, network drop).
+    raw.on('error', (error: QueryError) => this.markBroken('connection error', error));
+    raw.on('end', () => this.markBroken('connection closed'));
+  }
+
+  get threadId(): number {
+    return this.raw.threadId;
+  }
+
+  /** True when the session may be handed to a new lease after a flush (if one is pending). */
+  get usable(): boolean {
+    return this.state === 'idle' || this.state === 'pendingRollback';
+  }
+
+  /** idle -> leased. The pool calls this only on an idle (flushed) session. */
+  checkout(): void {
+    this.state = 'leased';
+    this.generation++;
+  }
+
+  /** leased -> idle | pendingRollback | broken. Synchronous, never throws. */
+  release(): ReleaseVerdict {
+    if (this.state === 'broken' || this.state === 'destroyed') return 'broken';
+    this.idleSince = Date.now();
+    if (this.inTransaction || this.autocommitOff || this.inFlight > 0) {
+      this.state = 'pendingRollback';
+      return 'pendingRollback';
+    }
+    this.state = 'idle';
+    return 'clean';
+  }
+
+  /** Runs one statement with mysql2's `query` or `execute`; tracks the server status it reports. */
+  run(method: 'query' | 'execute', sql: Statement, values: unknown): Promise<QueryOutcome> {
+    return new Promise<QueryOutcome>((resolve, reject) => {
+      this.inFlight++;
+      const done: Callback = (err, rows, fields) => {
+        this.inFlight--;
+        if (err) {
+          if (err.fatal) this.markBroken('fatal error', err);
+          reject(err);
+          return;
+        }
+        this.observe(rows, fields);
+        resolve([rows, fields] as QueryOutcome);
+      };
+      this.send(method, sql, values, done);
+    });
+  }
+
+  /** COM_PING, tracked like a statement. */
+  ping(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.inFlight++;
+      this.raw.ping((err) => {
+        this.inFlight--;
+        if (err) {
+          if (err.fatal) this.markBroken('fatal error', err);
+          reject(err);
+        } else resolve();
+      });
+    });
+  }
+
+  /**
+   * Marks the session as in a transaction *before* BEGIN is written, so a BEGIN
+   * that fails, times out or is abandoned half way still gets rolled back.
+   */
+  armTransactionGuard(): void {
+    this.inTransaction = true;
+  }
+
+  /**
+   * Runs the pending ROLLBACK (and `SET autocommit=1` if needed). Idempotent:
+   * every caller awaits the same work. Resolves true when the session is clean
+   * and idle, false when it was destroyed; never rejects.
+   */
+  flush(): Promise<boolean> {
+    if (this.flushing) return this.flushing;
+    if (this.state !== 'pendingRollback') return Promise.resolve(this.usable);
+    this.flushing = this.runFlush().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async runFlush(): Promise<boolean> {
+    const startedAt = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new RollbackFailedError(`did not finish within ${this.rollbackTimeoutMs} ms (rollbackTimeoutMs)`)),
+        this.rollbackTimeoutMs,
+      );
+    });
+    try {
+      const restoreAutocommit = this.autocommitOff;
+      await Promise.race([this.run('query', 'ROLLBACK', undefined), timeout]);
+      if (restoreAutocommit) await Promise.race([this.run('query', 'SET autocommit=1', undefined), timeout]);
+      if (this.inTransaction || this.autocommitOff) throw new RollbackFailedError('left the session inside a transaction');
+      if (this.state !== 'pendingRollback') return false; // died meanwhile
+      this.state = 'idle';
+      this.hooks.onRollback(this, performance.now() - startedAt);
+      return true;
+    } catch (error) {
+      const failure =
+        error instanceof RollbackFailedError ? error : new RollbackFailedError('failed', error);
+      this.destroy('rollback failed', failure);
+      this.hooks.onRollbackError(this, failure);
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** COM_RESET_CONNECTION (mysql2's `resetOnRelease`). Resolves true when the session is clean. */
+  reset(): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.raw.reset((err) => {
+        if (err) {
+          this.destroy('reset failed', err);
+          resolve(false);
+          return;
+        }
+        this.inTransaction = false;
+        this.autocommitOff = false;
+        resolve(this.usable);
+      });
+    });
+  }
+
+  /** Closes the socket at once. The server rolls back whatever was open. */
+  destroy(reason: string, error?: unknown): void {
+    if (this.state === 'destroyed') return;
+    this.markBroken(reason, error);
+    this.state = 'destroyed';
+    this.raw.destroy();
+  }
+
+  /** Ends the connection politely (COM_QUIT), destroying it if that takes longer than `timeoutMs`. */
+  close(timeoutMs: number): Promise<void> {
+    if (this.state === 'broken' || this.state === 'destroyed') {
+      this.destroy('pool closed'); // a dead socket cannot say goodbye
+      return Promise.resolve();
+    }
+    this.markBroken('pool closed');
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.destroy('close timed out');
+        resolve();
+      }, timeoutMs);
+      this.raw.end(() => {
+        clearTimeout(timer);
+        this.destroy('pool closed');
+        resolve();
+      });
+    });
+  }
+
+  private markBroken(reason: string, error?: unknown): void {
+    if (this.state === 'broken' || this.state === 'destroyed') return;
+    this.state = 'broken';
+    this.hooks.onBroken(this, reason, error);
+  }
+
+  private send(method: 'query' | 'execute', sql: Statement, values: unknown, done: Callback): void {
+    // Same argument handling as mysql2/promise: `undefined` values are not passed on.
+    const raw = this.raw as unknown as Record<typeof method, (...args: unknown[]) => unknown>;
+    if (values !== undefined) raw[method].call(this.raw, sql, values, done);
+    else raw[method].call(this.raw, sql, done);
+  }
+
+  /**
+   * Reads the status flags of the last OK packet of a result. A result set
+   * (rows) carries its status in an EOF packet that mysql2 does not expose; a
+   * SELECT cannot open or close a transaction, so the previous state stands.
+   */
+  private observe(rows: unknown, fields: unknown): void {
+    let status: number | undefined;
+    if (fields === undefined) {
+      status = (rows as { serverStatus?: number }).serverStatus;
+    } else if (Array.isArray(fields) && Array.isArray(rows) && isMultiResult(fields)) {
+      // Several statements (multipleStatements, CALL): the last OK packet tells the final state.
+      for (let i = rows.length - 1; i >= 0; i--) {
+        if (fields[i] === undefined) {
+          status = (rows[i] as { serverStatus?: number }).serverStatus;
+          break;
+        }
+      }
+    }
+    if (status === undefined) return;
+    this.inTransaction = (status & SERVER_STATUS_IN_TRANS) !== 0;
+    this.autocommitOff = (status & SERVER_STATUS_AUTOCOMMIT) === 0;
+  }
+}
+
+/** In a multi-statement result, `fields` holds one entry per result: an array of columns, or undefined for an OK packet. */
+function isMultiResult(fields: unknown[]): boolean {
+  const first = fields[0];
+  return first === undefined || Array.isArray(first);
+}
