@@ -110,3 +110,52 @@ export class ConnectionLostError extends RollbackPoolError {
 export function hasCode(value: unknown, code: RollbackPoolErrorCode): boolean {
   return value instanceof RollbackPoolError && value.code === code;
 }
+
+/** A call on a transaction that already ended (committed or rolled back). */
+export class TransactionClosedError extends RollbackPoolError {
+  constructor(method: string, state: string) {
+    super('ERR_TX_CLOSED', `Cannot call ${method}() on a transaction that is ${state}: nothing was sent to the server.`);
+  }
+}
+
+/** A call on a transaction that was abandoned (disposed, aborted, garbage collected, its lease released). */
+export class TransactionAbandonedError extends RollbackPoolError {
+  constructor(method: string, why: string, cause?: unknown) {
+    super(
+      'ERR_TX_ABANDONED',
+      `Cannot call ${method}() on a transaction that was ${why}: it is being rolled back and nothing was sent to the server.`,
+      { cause },
+    );
+  }
+}
+
+/** The server ended the transaction itself (deadlock, lock wait timeout with rollback, implicit commit by DDL). */
+export class TransactionEndedByServerError extends RollbackPoolError {
+  constructor(method: string, cause?: unknown) {
+    super(
+      'ERR_TX_ENDED_BY_SERVER',
+      `Cannot call ${method}(): the server already ended this transaction (deadlock, lock wait timeout or an ` +
+        'implicit commit by DDL), so the statement would run outside it. Start a new transaction.',
+      { cause },
+    );
+  }
+}
+
+/** A callback transaction ran past its `timeoutMs`; it was fenced and rolled back. */
+export class TransactionTimeoutError extends RollbackPoolError {
+  constructor(timeoutMs: number) {
+    super('ERR_TX_TIMEOUT', `The transaction did not finish within ${timeoutMs} ms (timeoutMs); it was rolled back.`);
+  }
+}
+
+/** The connection died during COMMIT: the transaction may or may not have been committed. */
+export class CommitOutcomeUnknownError extends RollbackPoolError {
+  constructor(cause?: unknown) {
+    super(
+      'ERR_COMMIT_OUTCOME_UNKNOWN',
+      'The connection was lost during COMMIT: the server may or may not have committed. ' +
+        'Check the data before retrying.',
+      { cause },
+    );
+  }
+}

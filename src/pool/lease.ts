@@ -13,14 +13,23 @@ import type {
   QueryResult,
   QueryValues,
 } from 'mysql2';
-import { LeaseReleasedError, PoolClosedError } from '../errors';
+import { LeaseReleasedError, PoolClosedError, RollbackFailedError } from '../errors';
+import type { BeginOptions } from '../tx/sql';
+import type { Transaction } from '../tx/transaction';
+import type { TransactionOptions } from '../tx/run';
+import type { AbandonReason } from './events';
 import type { QueryOutcome, Session } from './session';
 
 /** What a lease needs from its pool. */
 export interface LeaseOwner {
   readonly closed: boolean;
-  releaseSession(session: Session, lease: PoolConnection): void;
+  readonly captureStacks: boolean;
+  releaseSession(session: Session, lease: PoolConnection, why?: AbandonReason, stack?: string): void;
   destroySession(session: Session, reason: string): void;
+  reportRollbackError(session: Session, error: RollbackFailedError): void;
+  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction>;
+  killQuery(threadId: number): void;
+  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T>;
 }
 
 export class PoolConnection {
@@ -85,6 +94,24 @@ export class PoolConnection {
     return this.run('query', 'ROLLBACK', undefined, 'rollback').then(noValue);
   }
 
+  /**
+   * Begins a transaction on this connection and returns its handle. The
+   * connection stays yours after `commit()`/`rollback()`.
+   */
+  begin(options?: BeginOptions): Promise<Transaction> {
+    const fenced = this.fence('begin');
+    if (fenced) return fenced;
+    const stack = this.owner.captureStacks ? new Error('transaction began here').stack : undefined;
+    return this.owner.beginOn(this, options, false, stack);
+  }
+
+  /** Runs `fn` in a transaction on this connection: commit if it resolves, rollback if it throws. */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
+    const fenced = this.fence('transaction');
+    if (fenced) return fenced;
+    return this.owner.runOn(this, fn, options);
+  }
+
   /** Round trip to the server (COM_PING). */
   ping(): Promise<void> {
     const fenced = this.fence('ping');
@@ -134,6 +161,46 @@ export class PoolConnection {
   /** `await using conn = await pool.getConnection()`: releases at the end of the block. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.release();
+  }
+
+  /** @internal Counts the session as in a transaction before BEGIN is written. */
+  armTransactionGuard(): void {
+    this.session.armTransactionGuard();
+  }
+
+  /** @internal The server (or our API) says a transaction is open. */
+  get inTransaction(): boolean {
+    return this.session.inTransaction;
+  }
+
+  /** @internal Releases the lease as abandoned, for the given reason. Synchronous, never throws. */
+  abandon(why: AbandonReason, stack?: string): void {
+    if (this.released) return;
+    this.released = true;
+    this.owner.releaseSession(this.session, this, why, stack);
+  }
+
+  /**
+   * @internal Queues a ROLLBACK (or ROLLBACK TO SAVEPOINT) in the background on
+   * a lease that stays in use: mysql2 runs commands in order, so it runs before
+   * the lease's next statement. Synchronous, never throws. A failed top-level
+   * ROLLBACK destroys the connection; `onFailure` hears about any failure.
+   */
+  queueRollback(sql: string, onFailure?: (error: RollbackFailedError) => void): void {
+    if (this.released || this.owner.closed) return; // released: the pool's own cleanup takes over
+    this.session.run('query', sql, undefined).catch((error: unknown) => {
+      const failure = new RollbackFailedError('failed', error);
+      if (sql === 'ROLLBACK') {
+        this.owner.reportRollbackError(this.session, failure);
+        this.destroy();
+      }
+      onFailure?.(failure);
+    });
+  }
+
+  /** @internal `KILL QUERY` this connection's running statement, over a separate connection. */
+  killRunningQuery(): void {
+    this.owner.killQuery(this.session.threadId);
   }
 
   /** @internal The underlying mysql2 connection, for the pool's own use. */

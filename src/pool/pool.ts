@@ -8,7 +8,10 @@ import * as mysql2 from 'mysql2';
 import type { Connection as RawConnection, ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
 import type { RollbackFailedError } from '../errors';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options';
-import type { PoolEventMap } from './events';
+import { runTransaction, type TransactionOptions } from '../tx/run';
+import { beginStatements, type BeginOptions } from '../tx/sql';
+import { Transaction } from '../tx/transaction';
+import type { AbandonReason, PoolEventMap } from './events';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
 import { Session, type QueryOutcome, type SessionHooks } from './session';
@@ -89,6 +92,31 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     });
   }
 
+  /**
+   * Checks out a connection and begins a transaction on it. `commit()` or
+   * `rollback()` gives the connection back; so does abandoning the handle
+   * (`using`, or losing it), after which the pool rolls it back.
+   */
+  begin(options?: BeginOptions): Promise<Transaction> {
+    try {
+      beginStatements(options); // bad options fail before a connection is taken
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
+    return this.getConnection().then((lease) => Transaction.begin(lease, options, true, stack));
+  }
+
+  /**
+   * Runs `fn` in a transaction on a connection of its own: COMMIT if it
+   * resolves, ROLLBACK if it throws (the callback's error is what you get,
+   * with `rollbackError` attached if the rollback failed too). Options:
+   * isolation level, read only, `timeoutMs`, `signal`, `onTimeout`, `retries`.
+   */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
+    return runTransaction(() => this.begin(options), fn, options);
+  }
+
   /** Gives a connection back (same as `connection.release()`). */
   releaseConnection(connection: PoolConnection): void {
     if (connection instanceof PoolConnection) connection.release();
@@ -163,8 +191,44 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   // ---- LeaseOwner: the end of a lease ------------------------------------------------
 
+  /** @internal */
+  get captureStacks(): boolean {
+    return this.options.captureStacks;
+  }
+
+  /** @internal */
+  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction> {
+    return Transaction.begin(lease, options, ownsLease, stack);
+  }
+
+  /** @internal */
+  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T> {
+    const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
+    return runTransaction(() => Transaction.begin(lease, options, false, stack), fn, options);
+  }
+
+  /** @internal */
+  reportRollbackError(session: Session, error: RollbackFailedError): void {
+    this.onRollbackError(session, error);
+  }
+
+  /**
+   * @internal Interrupts the statement running on `threadId` with `KILL QUERY`,
+   * over a fresh connection (the pool may be exhausted). If that fails, the
+   * session is destroyed instead: the statement must not run on unattended.
+   */
+  killQuery(threadId: number): void {
+    const victim = [...this.sessions].find((session) => session.threadId === threadId);
+    const killer: RawConnection = mysql2.createConnection({ ...this.options.connection });
+    killer.on('error', () => undefined);
+    killer.query(`KILL QUERY ${Number(threadId)}`, (error: unknown) => {
+      killer.destroy();
+      if (error && victim) victim.destroy('KILL QUERY failed', error);
+    });
+  }
+
   /** @internal A lease ended: decide the session's fate. Synchronous, never throws. */
-  releaseSession(session: Session, lease?: PoolConnection): void {
+  releaseSession(session: Session, lease?: PoolConnection, why: AbandonReason = 'released-in-transaction', stack?: string): void {
     if (lease?.leakTimer) clearTimeout(lease.leakTimer);
     switch (session.release()) {
       case 'clean':
@@ -179,7 +243,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         return;
       case 'pendingRollback':
         this.counters.abandoned++;
-        this.emit('abandon', { threadId: session.threadId, reason: 'released-in-transaction', stack: lease?.takenAt });
+        this.emit('abandon', { threadId: session.threadId, reason: why, stack: stack ?? lease?.takenAt });
         if (this.options.cleanup === 'release') {
           // Hold the session out of the pool until its ROLLBACK is done: nobody can get it dirty.
           void session.flush().then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
@@ -282,9 +346,18 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           return;
         }
         const session = new Session(raw, this, this.options.rollbackTimeoutMs);
-        this.sessions.add(session);
-        this.emit('connection', raw);
-        resolve(session);
+        // Read once per connection: it decides whether a lock wait timeout ends the transaction.
+        raw.query('SELECT @@innodb_rollback_on_timeout AS r', (err: unknown, rows: unknown) => {
+          if (err) {
+            raw.destroy();
+            reject(err);
+            return;
+          }
+          session.rollbackOnTimeout = Number((rows as Array<{ r: unknown }>)[0]?.r) === 1;
+          this.sessions.add(session);
+          this.emit('connection', raw);
+          resolve(session);
+        });
       });
     });
   }

@@ -39,6 +39,10 @@ export interface SessionHooks {
 // Server status flags of the OK packet (mysql2 lib/constants/server_status.js).
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
+/** The server rolled the whole transaction back. */
+export const ER_LOCK_DEADLOCK = 1213;
+/** Only the statement is rolled back, unless innodb_rollback_on_timeout is ON. */
+export const ER_LOCK_WAIT_TIMEOUT = 1205;
 
 type Callback = (err: QueryError | null, rows?: unknown, fields?: unknown) => void;
 
@@ -54,6 +58,8 @@ export class Session {
   inTransaction = false;
   /** `SET autocommit=0` is in effect: every statement opens a transaction. */
   autocommitOff = false;
+  /** `innodb_rollback_on_timeout`: a lock wait timeout (1205) then rolls back the whole transaction. */
+  rollbackOnTimeout = false;
   /** Statements written to the connection whose reply has not arrived yet. */
   inFlight = 0;
   /** When the session last went back to the pool (for idle eviction). */
@@ -104,7 +110,7 @@ export class Session {
       const done: Callback = (err, rows, fields) => {
         this.inFlight--;
         if (err) {
-          if (err.fatal) this.markBroken('fatal error', err);
+          this.observeError(err);
           reject(err);
           return;
         }
@@ -222,6 +228,21 @@ export class Session {
         resolve();
       });
     });
+  }
+
+  /**
+   * An error packet carries no status flags, and the next statement's status
+   * comes too late (it already ran in autocommit mode). So the errors that end
+   * a transaction on the server are known by their errno.
+   */
+  private observeError(err: QueryError): void {
+    if (err.fatal) {
+      this.markBroken('fatal error', err);
+      return;
+    }
+    if (err.errno === ER_LOCK_DEADLOCK || (err.errno === ER_LOCK_WAIT_TIMEOUT && this.rollbackOnTimeout)) {
+      this.inTransaction = false;
+    }
   }
 
   private markBroken(reason: string, error?: unknown): void {

@@ -1,0 +1,174 @@
+/**
+ * The callback runner (Diesel style): BEGIN, run `fn(tx)`, COMMIT if it
+ * resolved, ROLLBACK if it threw, keeping both errors when the rollback fails
+ * too. With `timeoutMs` or `signal` the caller's promise settles at once, the
+ * transaction is fenced at once (the still running callback's later
+ * statements reject and never reach the server), a statement in flight is
+ * waited for, killed or cut off, and the rollback runs after it settles.
+ */
+import { InvalidOptionError, TransactionEndedByServerError, TransactionTimeoutError } from '../errors';
+import type { AbandonReason } from '../pool/events';
+import { ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT } from '../pool/session';
+import type { BeginOptions } from './sql';
+import { attach, type Transaction } from './transaction';
+
+/** What to do with a statement still running when a transaction times out or is aborted. */
+export type InFlightPolicy = 'wait' | 'kill' | 'destroy';
+
+/** Options of `pool.transaction()`, `conn.transaction()`. */
+export interface TransactionOptions extends BeginOptions {
+  /** Reject with `ERR_TX_TIMEOUT` and roll back if the transaction is not done by then. */
+  timeoutMs?: number;
+  /** Abort: reject with the signal's reason and roll back. */
+  signal?: AbortSignal;
+  /**
+   * A statement in flight at timeout/abort: `'kill'` (default) sends `KILL QUERY`
+   * over a separate connection; `'destroy'` closes the connection (the server
+   * rolls back); `'wait'` lets it finish. The ROLLBACK always runs after it.
+   */
+  onTimeout?: InFlightPolicy;
+  /** Re-run the whole callback this many times after a deadlock (1213) or lock wait timeout (1205). Default 0. */
+  retries?: number;
+}
+
+const POLICIES: readonly InFlightPolicy[] = ['wait', 'kill', 'destroy'];
+
+function validate(options: TransactionOptions): void {
+  const { timeoutMs, signal, onTimeout, retries } = options;
+  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1)) {
+    throw new InvalidOptionError('timeoutMs', 'an integer >= 1');
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidOptionError('signal', 'an AbortSignal');
+  if (onTimeout !== undefined && !POLICIES.includes(onTimeout)) throw new InvalidOptionError('onTimeout', "'wait', 'kill' or 'destroy'");
+  if (retries !== undefined && (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0)) {
+    throw new InvalidOptionError('retries', 'an integer >= 0');
+  }
+}
+
+/** @internal Runs `fn` in the transaction `start` opens, retrying deadlocks and lock wait timeouts if asked. */
+export async function runTransaction<T>(
+  start: () => Promise<Transaction>,
+  fn: (tx: Transaction) => Promise<T>,
+  options: TransactionOptions = {},
+): Promise<T> {
+  validate(options);
+  if (typeof fn !== 'function') throw new InvalidOptionError('fn', 'a function (tx) => Promise');
+  const retries = options.retries ?? 0;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await attemptOnce(start, fn, options);
+    } catch (error) {
+      if (attempt >= retries || !isRetryable(error) || options.signal?.aborted) throw error;
+      await sleep(backoffMs(attempt));
+    }
+  }
+}
+
+function attemptOnce<T>(start: () => Promise<Transaction>, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions): Promise<T> {
+  const { timeoutMs, signal } = options;
+  const policy = options.onTimeout ?? 'kill';
+  return new Promise<T>((resolve, reject) => {
+    let tx: Transaction | undefined;
+    let stopped: { why: AbandonReason; error: Error } | undefined;
+
+    const stop = (why: AbandonReason, error: Error): void => {
+      if (stopped) return;
+      stopped = { why, error };
+      disarm();
+      if (tx) interrupt(tx, why, error, policy);
+      reject(error);
+    };
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => stop('timeout', new TransactionTimeoutError(timeoutMs)), timeoutMs);
+    const onAbort = (): void => stop('aborted', abortReason(signal));
+    const disarm = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    start().then(
+      async (began) => {
+        tx = began;
+        if (stopped) {
+          // Timed out or aborted during BEGIN: the caller is gone already; never run fn.
+          interrupt(began, stopped.why, stopped.error, policy);
+          return;
+        }
+        let result: T;
+        try {
+          result = await fn(began);
+        } catch (error) {
+          if (stopped) return;
+          disarm();
+          await rollbackKeeping(began, error);
+          reject(error);
+          return;
+        }
+        if (stopped) return;
+        disarm();
+        try {
+          await finish(began);
+          resolve(result);
+        } catch (error) {
+          reject(error);
+        }
+      },
+      (error: unknown) => {
+        disarm();
+        if (!stopped) reject(error);
+      },
+    );
+  });
+}
+
+/** Fences the transaction now, deals with a statement in flight, and lets the rollback follow it. */
+function interrupt(tx: Transaction, why: AbandonReason, error: Error, policy: InFlightPolicy): void {
+  if (tx.hasInFlight) {
+    if (policy === 'destroy') tx.lease.destroy(); // the server rolls back when the connection closes
+    else if (policy === 'kill') tx.lease.killRunningQuery();
+  }
+  tx.abandon(why, error);
+}
+
+/** The callback threw: roll back, keeping the callback's error as the one thrown. */
+async function rollbackKeeping(tx: Transaction, error: unknown): Promise<void> {
+  if (tx.state !== 'active' && tx.state !== 'endedByServer') return;
+  try {
+    await tx.rollback();
+  } catch (rollbackError) {
+    attach(error, 'rollbackError', rollbackError);
+  }
+}
+
+/** The callback resolved: commit, unless it already ended the transaction itself. */
+async function finish(tx: Transaction): Promise<void> {
+  if (tx.state === 'active') return tx.commit();
+  if (tx.state === 'endedByServer') {
+    await tx.rollback().catch(() => undefined); // gives the connection back
+    throw new TransactionEndedByServerError('commit');
+  }
+  // committed or rolled back by the callback itself: its choice stands.
+}
+
+function isRetryable(error: unknown): boolean {
+  const errno = (error as { errno?: unknown } | null)?.errno;
+  return errno === ER_LOCK_DEADLOCK || errno === ER_LOCK_WAIT_TIMEOUT;
+}
+
+/** Full jitter: a random wait up to 20 ms, 40 ms, 80 ms... capped at 1 s. */
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(1_000, 20 * 2 ** attempt);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function abortReason(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new DOMException('The transaction was aborted.', 'AbortError');
+}
