@@ -23,6 +23,9 @@ export function createPool(options: PoolOptions | string): Pool {
 
 export { Pool, type PoolStats } from './pool/pool';
 export { PoolConnection } from './pool/lease';
+export { Transaction, type TransactionState } from './tx/transaction';
+export type { InFlightPolicy, TransactionOptions } from './tx/run';
+export type { BeginOptions, IsolationLevel } from './tx/sql';
 export type { CleanupMode, PoolOptions, RollbackPoolOwnOptions } from './options';
 export type {
   AbandonEvent,
