@@ -72,7 +72,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         queueLimit,
         maxIdle,
         idleTimeoutMs: idleTimeout,
-        onEnqueue: () => this.emit('enqueue'),
+        onEnqueue: () => this.notify('enqueue'),
       },
     );
   }
@@ -160,7 +160,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       else if (session.state === 'pendingRollback') pendingRollback++;
     }
     return {
-      total: this.sessions.size,
+      total: idle + leased + pendingRollback, // a dead session waiting to be dropped is not open
       idle,
       leased,
       waiting: this.resources.counts().waiting,
@@ -243,7 +243,6 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         return;
       case 'pendingRollback':
         this.counters.abandoned++;
-        this.emit('abandon', { threadId: session.threadId, reason: why, stack: stack ?? lease?.takenAt });
         if (this.options.cleanup === 'release') {
           // Hold the session out of the pool until its ROLLBACK is done: nobody can get it dirty.
           void session.flush().then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
@@ -251,6 +250,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           // Lazy mode: back to the pool flagged; the next checkout runs the ROLLBACK first.
           this.giveBack(session, 'release');
         }
+        this.notify('abandon', { threadId: session.threadId, reason: why, stack: stack ?? lease?.takenAt });
         return;
     }
   }
@@ -267,22 +267,26 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** @internal */
   onRollback(session: Session, durationMs: number): void {
     this.counters.rolledBack++;
-    this.emit('rollback', { threadId: session.threadId, durationMs });
+    this.notify('rollback', { threadId: session.threadId, durationMs });
   }
 
   /** @internal */
   onRollbackError(session: Session, error: RollbackFailedError): void {
     this.counters.rollbackFailures++;
-    this.emit('rollbackError', { threadId: session.threadId, error });
+    this.notify('rollbackError', { threadId: session.threadId, error });
   }
 
   /** @internal */
   onBroken(session: Session, reason: string, error?: unknown): void {
     this.counters.destroyed++;
-    this.emit('destroy', { threadId: session.threadId, reason, error });
+    this.notify('destroy', { threadId: session.threadId, reason, error });
   }
 
   // ---- internals ----------------------------------------------------------------------
+
+  private notify<K extends keyof PoolEventMap>(event: K, ...args: PoolEventMap[K]): void {
+    if (this.listenerCount(event) > 0) emitSafely(this, event, args);
+  }
 
   private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<QueryOutcome> {
     if (typeof values === 'function') {
@@ -317,7 +321,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       return this.acquireSession();
     }
     session.checkout();
-    this.emit('acquire', session.raw);
+    this.notify('acquire', session.raw);
     return session;
   };
 
@@ -326,7 +330,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     if (!this.out.delete(session)) return;
     if (how === 'release' && session.usable && !this.resources.isClosed) {
       this.resources.release(session);
-      if (session.state === 'idle') this.emit('release', session.raw);
+      if (session.state === 'idle') this.notify('release', session.raw);
     } else {
       this.resources.destroy(session);
     }
@@ -355,7 +359,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           }
           session.rollbackOnTimeout = Number((rows as Array<{ r: unknown }>)[0]?.r) === 1;
           this.sessions.add(session);
-          this.emit('connection', raw);
+          this.notify('connection', raw);
           resolve(session);
         });
       });
@@ -372,9 +376,25 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     const takenAt = Date.now();
     lease.leakTimer = setTimeout(() => {
       if (lease.isReleased) return;
-      this.emit('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
+      this.notify('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
     }, this.options.leakDetectionMs);
     lease.leakTimer.unref();
+  }
+}
+
+/**
+ * Emits an event without letting a throwing listener interrupt the pool's own
+ * bookkeeping half way (a lost session, a transaction left open): the
+ * listener's error is rethrown on the next tick, as an uncaught exception,
+ * like any error thrown from an event listener in asynchronous code.
+ */
+function emitSafely<K extends keyof PoolEventMap>(pool: EventEmitter<PoolEventMap>, event: K, args: PoolEventMap[K]): void {
+  try {
+    (pool.emit as (event: K, ...args: PoolEventMap[K]) => boolean)(event, ...args);
+  } catch (error) {
+    process.nextTick(() => {
+      throw error;
+    });
   }
 }
 

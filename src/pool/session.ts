@@ -117,7 +117,13 @@ export class Session {
         this.observe(rows, fields);
         resolve([rows, fields] as QueryOutcome);
       };
-      this.send(method, sql, values, done);
+      try {
+        this.send(method, sql, values, done);
+      } catch (error) {
+        // mysql2 refused it before writing anything (e.g. an undefined bind value): nothing is in flight.
+        this.inFlight--;
+        throw error;
+      }
     });
   }
 
