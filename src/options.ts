@@ -100,6 +100,10 @@ function boolean(bag: Bag, key: string, fallback: boolean): boolean {
 
 /** Parses a mysql:// URL without ever echoing it (it may hold a password). */
 function parseUri(uri: string): Bag {
+  // Any other scheme is a mistake (e.g. 'user:secret@host' parses with scheme 'user:').
+  if (!/^(mysql|mariadb):\/\//i.test(uri)) {
+    throw new InvalidOptionError('uri', 'a URL such as mysql://user:password@host:3306/database');
+  }
   try {
     const parsed = ConnectionConfig.parseUrl(uri) as Bag;
     // A URL without a port parses to NaN: let mysql2 apply its default.

@@ -18,12 +18,14 @@ import type { BeginOptions } from '../tx/sql';
 import type { Transaction } from '../tx/transaction';
 import type { TransactionOptions } from '../tx/run';
 import type { AbandonReason } from './events';
-import type { QueryOutcome, Session } from './session';
+import type { QueryOutcome, Session, StackHolder } from './session';
 
 /** What a lease needs from its pool. */
 export interface LeaseOwner {
   readonly closed: boolean;
   readonly captureStacks: boolean;
+  /** Where the user called from, when mysql2's `trace` option is on (its default). */
+  captureCaller(below: Function): StackHolder | undefined;
   releaseSession(session: Session, lease: PoolConnection, why?: AbandonReason, stack?: string): void;
   destroySession(session: Session, reason: string): void;
   reportRollbackError(session: Session, error: RollbackFailedError): void;
@@ -214,7 +216,7 @@ export class PoolConnection {
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
     }
-    return this.session.run(method, sql, values);
+    return this.session.run(method, sql, values, this.owner.captureCaller(this.run));
   }
 
   /** The rejection for a call on a fenced lease, or undefined when the call may proceed. */

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import * as mysql2 from 'mysql2';
 import type { Connection as RawConnection, ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
-import type { RollbackFailedError } from '../errors';
+import { PoolClosedError, type RollbackFailedError } from '../errors';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options';
 import { runTransaction, type TransactionOptions } from '../tx/run';
 import { beginStatements, type BeginOptions } from '../tx/sql';
@@ -14,7 +14,7 @@ import { Transaction } from '../tx/transaction';
 import type { AbandonReason, PoolEventMap } from './events';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
-import { Session, type QueryOutcome, type SessionHooks } from './session';
+import { Session, type QueryOutcome, type SessionHooks, type StackHolder } from './session';
 
 /** A snapshot of the pool, from `pool.stats()`. */
 export interface PoolStats {
@@ -53,6 +53,8 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private readonly out = new Set<Session>();
   private readonly counters = { abandoned: 0, rolledBack: 0, rollbackFailures: 0, destroyed: 0 };
   private ending: Promise<void> | undefined;
+  /** Aborters of connects in progress. */
+  private readonly connecting = new Set<() => void>();
 
   /** @internal Use `createPool()`. */
   constructor(options: PoolOptions | string) {
@@ -177,6 +179,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   end(): Promise<void> {
     if (this.ending) return this.ending;
     const ended = this.resources.end(END_TIMEOUT_MS);
+    for (const abort of [...this.connecting]) abort();
     for (const session of this.out) this.giveBack(session, 'destroy');
     this.ending = ended.then(() =>
       Promise.all([...this.sessions].map((session) => session.close(CLOSE_TIMEOUT_MS))).then(noValue),
@@ -190,6 +193,14 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   // ---- LeaseOwner: the end of a lease ------------------------------------------------
+
+  /** @internal */
+  captureCaller(below: Function): StackHolder | undefined {
+    if (!this.options.connectionConfig.trace) return undefined;
+    const holder: StackHolder = {};
+    Error.captureStackTrace(holder, below);
+    return holder;
+  }
 
   /** @internal */
   get captureStacks(): boolean {
@@ -292,8 +303,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
     }
+    const caller = this.captureCaller(this.runOnce);
     return this.acquireSession().then((session) => {
-      const outcome = session.run(method, sql, values);
+      const outcome = session.run(method, sql, values, caller);
       // Registered before the caller's continuation, so the session is back before the caller resumes.
       const giveBack = (): void => this.releaseSession(session);
       outcome.then(giveBack, giveBack);
@@ -338,12 +350,25 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   private connect(): Promise<Session> {
     return new Promise<Session>((resolve, reject) => {
+      if (this.closed) {
+        reject(new PoolClosedError());
+        return;
+      }
       const raw: RawConnection = mysql2.createConnection({ ...this.options.connection });
+      // end() cuts connects still in progress (a black-holed server would hold them for connectTimeout).
+      const abort = (): void => {
+        this.connecting.delete(abort);
+        raw.destroy();
+        (raw as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+        reject(new PoolClosedError());
+      };
+      this.connecting.add(abort);
       // Until the handshake settles, errors arrive through the connect callback; keep the emitter quiet.
       const swallow = (): void => undefined;
       raw.on('error', swallow);
       raw.connect((error) => {
         raw.removeListener('error', swallow);
+        if (!this.connecting.delete(abort)) return; // aborted by end()
         if (error) {
           raw.destroy();
           reject(error);
@@ -352,9 +377,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         const session = new Session(raw, this, this.options.rollbackTimeoutMs);
         // Read once per connection: it decides whether a lock wait timeout ends the transaction.
         raw.query('SELECT @@innodb_rollback_on_timeout AS r', (err: unknown, rows: unknown) => {
-          if (err) {
+          if (err || this.closed) {
             raw.destroy();
-            reject(err);
+            reject(err ?? new PoolClosedError());
             return;
           }
           session.rollbackOnTimeout = Number((rows as Array<{ r: unknown }>)[0]?.r) === 1;

@@ -15,7 +15,9 @@
  * - No return hook: the caller (the pool) cleans a session *before* it calls
  *   `release`; generic-pool only ever sees clean or flagged sessions.
  * - `drain()` waits forever for loans and waiters: `end()` is bounded, and
- *   turns every waiter into a `ERR_POOL_CLOSED` rejection.
+ *   rejects every waiting acquirer with `ERR_POOL_CLOSED` at once (waiting
+ *   acquires are tracked here; generic-pool's requests are settled later by
+ *   `createSlot` returning a closed-pool failure, then discarded).
  * - Idle resources that die cannot be removed: `unwrap` on borrow and the
  *   evictor drop them.
  */
@@ -57,6 +59,11 @@ class CreateFailure {
 
 type Slot<T> = T | CreateFailure;
 
+interface Waiter {
+  reject(error: unknown): void;
+  settled: boolean;
+}
+
 /** A failure older than this is not delivered; the waiter gets a fresh attempt instead. */
 const FAILURE_FRESHNESS_MS = 1_000;
 
@@ -80,6 +87,7 @@ export class ResourcePool<T extends object> {
   private readonly pool: genericPool.Pool<Slot<T>>;
   private closed = false;
   private ending: Promise<void> | undefined;
+  private readonly waiters = new Set<Waiter>();
 
   constructor(
     private readonly factory: ResourceFactory<T>,
@@ -134,7 +142,46 @@ export class ResourcePool<T extends object> {
       }
       this.options.onEnqueue();
     }
-    return pool.acquire().then(this.unwrap, this.translateAcquireError);
+    // A resource is free: it is handed over in the next microtask, nothing to track.
+    if (pool.available > 0) return pool.acquire().then(this.unwrap, this.translateAcquireError);
+    return this.wait(pool.acquire());
+  }
+
+  /**
+   * An acquire that waits (for a release or a connect) is tracked, so that
+   * `end()` can reject it at once: generic-pool would keep it until its own
+   * timeout, or until a stuck connect gives up.
+   */
+  private wait(request: Promise<Slot<T>>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const waiter: Waiter = { reject, settled: false };
+      this.waiters.add(waiter);
+      request.then(
+        (slot) => {
+          this.waiters.delete(waiter);
+          if (waiter.settled) {
+            this.pool.destroy(slot).catch(() => undefined); // its acquirer was told the pool closed
+            return;
+          }
+          waiter.settled = true;
+          try {
+            resolve(this.unwrap(slot));
+          } catch (error) {
+            reject(error);
+          }
+        },
+        (error: unknown) => {
+          this.waiters.delete(waiter);
+          if (waiter.settled) return;
+          waiter.settled = true;
+          try {
+            this.translateAcquireError(error);
+          } catch (translated) {
+            reject(translated);
+          }
+        },
+      );
+    });
   }
 
   /**
@@ -183,13 +230,18 @@ export class ResourcePool<T extends object> {
   end(timeoutMs: number): Promise<void> {
     if (this.ending) return this.ending;
     this.closed = true;
+    for (const waiter of this.waiters) {
+      waiter.settled = true;
+      waiter.reject(new PoolClosedError());
+    }
+    this.waiters.clear();
     const done = this.pool.drain().then(() => this.pool.clear());
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, timeoutMs);
     });
     this.ending = Promise.race([done, bound]).finally(() => clearTimeout(timer));
-    // Capacity freed by the caller's destroys lets generic-pool "create" for each waiter: see createSlot.
+    // generic-pool's own requests settle as the caller's destroys free capacity: see createSlot.
     return this.ending;
   }
 

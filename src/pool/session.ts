@@ -17,7 +17,7 @@
  * in flight when the lease is given up).
  */
 import type { Connection as RawConnection, FieldPacket, QueryError, QueryOptions, QueryResult } from 'mysql2';
-import { RollbackFailedError } from '../errors';
+import { ConnectionLostError, RollbackFailedError } from '../errors';
 
 export type SessionState = 'idle' | 'leased' | 'pendingRollback' | 'broken' | 'destroyed';
 
@@ -45,6 +45,17 @@ export const ER_LOCK_DEADLOCK = 1213;
 export const ER_LOCK_WAIT_TIMEOUT = 1205;
 
 type Callback = (err: QueryError | null, rows?: unknown, fields?: unknown) => void;
+
+/** The two mysql2 internals `destroy()` needs (lib/base/connection.js). */
+interface MysqlInternals {
+  _handleFatalError?(error: Error): void;
+  stream?: { destroy(): void };
+}
+
+/** Where a statement was called from: its stack replaces mysql2's parser frames on errors (mysql2's `trace`). */
+export interface StackHolder {
+  stack?: string;
+}
 
 let nextSessionId = 1;
 
@@ -104,13 +115,14 @@ export class Session {
   }
 
   /** Runs one statement with mysql2's `query` or `execute`; tracks the server status it reports. */
-  run(method: 'query' | 'execute', sql: Statement, values: unknown): Promise<QueryOutcome> {
+  run(method: 'query' | 'execute', sql: Statement, values: unknown, caller?: StackHolder): Promise<QueryOutcome> {
     return new Promise<QueryOutcome>((resolve, reject) => {
       this.inFlight++;
       const done: Callback = (err, rows, fields) => {
         this.inFlight--;
         if (err) {
           this.observeError(err);
+          if (caller) applyCallerStack(err, caller);
           reject(err);
           return;
         }
@@ -208,18 +220,27 @@ export class Session {
     });
   }
 
-  /** Closes the socket at once. The server rolls back whatever was open. */
+  /**
+   * Closes the socket at once; the server rolls back whatever was open.
+   * mysql2's own `destroy()` only half-closes the socket and leaves queued
+   * commands unanswered (a running `SLEEP(30)` would still resolve later), so
+   * the queued commands are failed here with `ERR_CONNECTION_LOST` and the
+   * socket is torn down.
+   */
   destroy(reason: string, error?: unknown): void {
     if (this.state === 'destroyed') return;
     this.markBroken(reason, error);
     this.state = 'destroyed';
+    const internals = this.raw as unknown as MysqlInternals;
+    if (this.inFlight > 0) internals._handleFatalError?.(new ConnectionLostError(error));
     this.raw.destroy();
+    internals.stream?.destroy();
   }
 
   /** Ends the connection politely (COM_QUIT), destroying it if that takes longer than `timeoutMs`. */
   close(timeoutMs: number): Promise<void> {
-    if (this.state === 'broken' || this.state === 'destroyed') {
-      this.destroy('pool closed'); // a dead socket cannot say goodbye
+    if (this.state === 'broken' || this.state === 'destroyed' || this.inFlight > 0) {
+      this.destroy('pool closed'); // a dead socket cannot say goodbye; a busy one would make us wait
       return Promise.resolve();
     }
     this.markBroken('pool closed');
@@ -286,6 +307,15 @@ export class Session {
     this.inTransaction = (status & SERVER_STATUS_IN_TRANS) !== 0;
     this.autocommitOff = (status & SERVER_STATUS_AUTOCOMMIT) === 0;
   }
+}
+
+/** Same as mysql2/promise: the error keeps its identity and fields, its stack shows the caller. */
+function applyCallerStack(err: Error, caller: StackHolder): void {
+  const stack = caller.stack;
+  if (typeof stack !== 'string' || !stack) return;
+  const lines = stack.split('\n');
+  lines[0] = `${err.name}: ${err.message}`;
+  err.stack = lines.join('\n');
 }
 
 /** In a multi-statement result, `fields` holds one entry per result: an array of columns, or undefined for an OK packet. */
