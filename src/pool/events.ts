@@ -7,7 +7,15 @@ import type { Connection as RawConnection } from 'mysql2';
 import type { RollbackFailedError } from '../errors';
 
 /** Why a transaction was abandoned (given up without commit or rollback). */
-export type AbandonReason = 'released-in-transaction' | 'disposed' | 'garbage-collected' | 'timeout' | 'aborted' | 'scope';
+export type AbandonReason =
+  | 'released-in-transaction'
+  | 'disposed'
+  | 'garbage-collected'
+  | 'timeout'
+  | 'aborted'
+  /** a new `conn.begin()` on the same connection while this transaction was still active */
+  | 'superseded'
+  | 'scope';
 
 export interface AbandonEvent {
   threadId: number;

@@ -30,7 +30,8 @@ export interface LeaseOwner {
   destroySession(session: Session, reason: string): void;
   reportRollbackError(session: Session, error: RollbackFailedError): void;
   beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction>;
-  killQuery(threadId: number): void;
+  killQuery(session: Session): Promise<void>;
+  reportAbandon(session: Session, why: AbandonReason, stack: string | undefined): void;
   runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T>;
 }
 
@@ -202,7 +203,24 @@ export class PoolConnection {
 
   /** @internal `KILL QUERY` this connection's running statement, over a separate connection. */
   killRunningQuery(): void {
-    this.owner.killQuery(this.session.threadId);
+    if (this.session.inFlight === 0) return;
+    this.session.holdUntil(this.owner.killQuery(this.session));
+  }
+
+  /** @internal A statement is waiting for the server on this connection. */
+  get hasInFlight(): boolean {
+    return this.session.inFlight > 0;
+  }
+
+  /**
+   * @internal The transaction handle currently open on this lease, if any.
+   * Weak: a handle the user dropped must stay collectable (its finalizer is the safety net).
+   */
+  activeTransaction: WeakRef<Transaction> | undefined;
+
+  /** @internal Reports a transaction abandoned while the lease stays in use. */
+  reportAbandon(why: AbandonReason, stack: string | undefined): void {
+    this.owner.reportAbandon(this.session, why, stack);
   }
 
   /** @internal The underlying mysql2 connection, for the pool's own use. */

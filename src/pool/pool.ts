@@ -215,7 +215,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** @internal */
   runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T> {
     const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
-    return runTransaction(() => Transaction.begin(lease, options, false, stack), fn, options);
+    // Stopped while BEGIN is in flight: the ROLLBACK is queued at once, ahead of the caller's next statement.
+    const stoppedEarly = (): void => lease.queueRollback('ROLLBACK');
+    return runTransaction(() => Transaction.begin(lease, options, false, stack), fn, options, stoppedEarly);
   }
 
   /** @internal */
@@ -224,18 +226,30 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /**
-   * @internal Interrupts the statement running on `threadId` with `KILL QUERY`,
-   * over a fresh connection (the pool may be exhausted). If that fails, the
-   * session is destroyed instead: the statement must not run on unattended.
+   * @internal Interrupts the statement running on `session` with `KILL QUERY`,
+   * over a fresh connection (the pool may be exhausted). Resolves once the KILL
+   * was answered. If it fails or takes too long, the session is destroyed
+   * instead: the statement must not run on unattended.
    */
-  killQuery(threadId: number): void {
-    const victim = [...this.sessions].find((session) => session.threadId === threadId);
-    const killer: RawConnection = mysql2.createConnection({ ...this.options.connection });
-    killer.on('error', () => undefined);
-    killer.query(`KILL QUERY ${Number(threadId)}`, (error: unknown) => {
-      killer.destroy();
-      if (error && victim) victim.destroy('KILL QUERY failed', error);
+  killQuery(session: Session): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const killer: RawConnection = mysql2.createConnection({ ...this.options.connection });
+      const giveUp = (error: unknown): void => {
+        clearTimeout(timer);
+        killer.destroy();
+        if (error) session.destroy('KILL QUERY failed', error);
+        resolve();
+      };
+      const timer = setTimeout(() => giveUp(new Error('KILL QUERY took too long')), this.options.rollbackTimeoutMs);
+      killer.on('error', () => undefined);
+      killer.query(`KILL QUERY ${Number(session.threadId)}`, (error: unknown) => giveUp(error));
     });
+  }
+
+  /** @internal A transaction on a lease that stays in use was abandoned (its ROLLBACK is queued). */
+  reportAbandon(session: Session, why: AbandonReason, stack: string | undefined): void {
+    this.counters.abandoned++;
+    this.notify('abandon', { threadId: session.threadId, reason: why, stack });
   }
 
   /** @internal A lease ended: decide the session's fate. Synchronous, never throws. */

@@ -76,6 +76,7 @@ export class Session {
   /** When the session last went back to the pool (for idle eviction). */
   idleSince = Date.now();
   private flushing: Promise<boolean> | undefined;
+  private gate: Promise<void> | undefined;
 
   constructor(
     readonly raw: RawConnection,
@@ -116,6 +117,14 @@ export class Session {
 
   /** Runs one statement with mysql2's `query` or `execute`; tracks the server status it reports. */
   run(method: 'query' | 'execute', sql: Statement, values: unknown, caller?: StackHolder): Promise<QueryOutcome> {
+    if (this.gate) {
+      // Held back (a KILL QUERY is on its way): counted as in flight, sent in order once the gate opens.
+      this.inFlight++;
+      return this.gate.then(() => {
+        this.inFlight--;
+        return this.run(method, sql, values, caller);
+      });
+    }
     return new Promise<QueryOutcome>((resolve, reject) => {
       this.inFlight++;
       const done: Callback = (err, rows, fields) => {
@@ -151,6 +160,18 @@ export class Session {
         } else resolve();
       });
     });
+  }
+
+  /**
+   * Holds back every later statement (and the pending ROLLBACK) until `work`
+   * settles. Used while a `KILL QUERY` travels over another connection: it
+   * must not land on a statement sent after it was decided.
+   */
+  holdUntil(work: Promise<unknown>): void {
+    const gate: Promise<void> = work.then(noop, noop).then(() => {
+      if (this.gate === gate) this.gate = undefined;
+    });
+    this.gate = gate;
   }
 
   /**
@@ -307,6 +328,10 @@ export class Session {
     this.inTransaction = (status & SERVER_STATUS_IN_TRANS) !== 0;
     this.autocommitOff = (status & SERVER_STATUS_AUTOCOMMIT) === 0;
   }
+}
+
+function noop(): void {
+  return undefined;
 }
 
 /** Same as mysql2/promise: the error keeps its identity and fields, its stack shows the caller. */

@@ -33,7 +33,13 @@ export interface TransactionOptions extends BeginOptions {
 
 const POLICIES: readonly InFlightPolicy[] = ['wait', 'kill', 'destroy'];
 
+const KNOWN_KEYS = new Set(['isolationLevel', 'readOnly', 'consistentSnapshot', 'timeoutMs', 'signal', 'onTimeout', 'retries']);
+
 function validate(options: TransactionOptions): void {
+  if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'an options object');
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_KEYS.has(key)) throw new InvalidOptionError(key, 'no such transaction option (check its spelling)');
+  }
   const { timeoutMs, signal, onTimeout, retries } = options;
   if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1)) {
     throw new InvalidOptionError('timeoutMs', 'an integer >= 1');
@@ -50,13 +56,14 @@ export async function runTransaction<T>(
   start: () => Promise<Transaction>,
   fn: (tx: Transaction) => Promise<T>,
   options: TransactionOptions = {},
+  stoppedEarly?: () => void,
 ): Promise<T> {
   validate(options);
   if (typeof fn !== 'function') throw new InvalidOptionError('fn', 'a function (tx) => Promise');
   const retries = options.retries ?? 0;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await attemptOnce(start, fn, options);
+      return await attemptOnce(start, fn, options, stoppedEarly);
     } catch (error) {
       if (attempt >= retries || !isRetryable(error) || options.signal?.aborted) throw error;
       await sleep(backoffMs(attempt));
@@ -64,11 +71,23 @@ export async function runTransaction<T>(
   }
 }
 
-function attemptOnce<T>(start: () => Promise<Transaction>, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions): Promise<T> {
+/**
+ * One attempt. `stoppedEarly` queues the rollback when the attempt is stopped
+ * while BEGIN is still in flight on a connection the caller keeps: queued at
+ * once, behind BEGIN, so nothing the caller sends next can land inside the
+ * abandoned transaction.
+ */
+function attemptOnce<T>(
+  start: () => Promise<Transaction>,
+  fn: (tx: Transaction) => Promise<T>,
+  options: TransactionOptions,
+  stoppedEarly: (() => void) | undefined,
+): Promise<T> {
   const { timeoutMs, signal } = options;
   const policy = options.onTimeout ?? 'kill';
   return new Promise<T>((resolve, reject) => {
     let tx: Transaction | undefined;
+    let begun = false;
     let stopped: { why: AbandonReason; error: Error } | undefined;
 
     const stop = (why: AbandonReason, error: Error): void => {
@@ -76,6 +95,7 @@ function attemptOnce<T>(start: () => Promise<Transaction>, fn: (tx: Transaction)
       stopped = { why, error };
       disarm();
       if (tx) interrupt(tx, why, error, policy);
+      else if (begun) stoppedEarly?.();
       reject(error);
     };
     const timer = timeoutMs === undefined ? undefined : setTimeout(() => stop('timeout', new TransactionTimeoutError(timeoutMs)), timeoutMs);
@@ -90,12 +110,13 @@ function attemptOnce<T>(start: () => Promise<Transaction>, fn: (tx: Transaction)
     }
     signal?.addEventListener('abort', onAbort, { once: true });
 
+    begun = true;
     start().then(
       async (began) => {
         tx = began;
         if (stopped) {
           // Timed out or aborted during BEGIN: the caller is gone already; never run fn.
-          interrupt(began, stopped.why, stopped.error, policy);
+          began.abandon(stopped.why, stopped.error, stoppedEarly !== undefined);
           return;
         }
         let result: T;
@@ -129,7 +150,7 @@ function attemptOnce<T>(start: () => Promise<Transaction>, fn: (tx: Transaction)
 function interrupt(tx: Transaction, why: AbandonReason, error: Error, policy: InFlightPolicy): void {
   if (tx.hasInFlight) {
     if (policy === 'destroy') tx.lease.destroy(); // the server rolls back when the connection closes
-    else if (policy === 'kill') tx.lease.killRunningQuery();
+    else if (policy === 'kill') tx.lease.killRunningQuery(); // later statements wait for the KILL
   }
   tx.abandon(why, error);
 }

@@ -6,6 +6,7 @@
  *          ──rollback()──▶ rolledBack
  *          ──dispose / GC / timeout / abort / lease released──▶ abandoned
  *          ──deadlock, lock wait timeout (with rollback), DDL's implicit commit──▶ endedByServer
+ *          ──connection lost during COMMIT──▶ outcomeUnknown
  *
  * Only `active` sends anything. Every other state rejects at once with a typed
  * error, so a late statement never reaches the server.
@@ -24,20 +25,37 @@ import type { QueryOutcome, Statement } from '../pool/session';
 import { runTransaction, type TransactionOptions } from './run';
 import { beginStatements, savepointName, type BeginOptions } from './sql';
 
-export type TransactionState = 'active' | 'committed' | 'rolledBack' | 'abandoned' | 'endedByServer';
+/**
+ * `outcomeUnknown`: the connection died during COMMIT; the server may or may
+ * not have committed (`ERR_COMMIT_OUTCOME_UNKNOWN`).
+ */
+export type TransactionState = 'active' | 'committed' | 'rolledBack' | 'abandoned' | 'endedByServer' | 'outcomeUnknown';
 
 /** What the FinalizationRegistry keeps of a transaction: enough to abandon it, nothing that keeps it alive. */
 interface Held {
   lease: PoolConnection;
   ownsLease: boolean;
-  depth: number;
+  /** The statement that undoes this transaction or savepoint. */
+  rollbackSql: string;
   stack: string | undefined;
-  /** Cleared when the transaction ends, so a late GC does nothing. */
+  /** Cleared when the transaction ends, so a late GC queues nothing. */
   live: boolean;
 }
 
+/**
+ * The safety net for handles dropped without commit, rollback or dispose. It
+ * keeps only the lease, never the handle. A handle that owns its lease stays
+ * registered until that lease is given back, even after the transaction ended
+ * (a deadlock's handle thrown away with its error must still return the
+ * connection).
+ */
 const lost = new FinalizationRegistry<Held>((held) => {
-  if (held.live) abandonHeld(held, 'garbage-collected');
+  if (held.ownsLease) {
+    held.lease.abandon('garbage-collected', held.stack);
+  } else if (held.live) {
+    held.lease.reportAbandon('garbage-collected', held.stack);
+    held.lease.queueRollback(held.rollbackSql);
+  }
 });
 
 export class Transaction {
@@ -48,34 +66,59 @@ export class Transaction {
   /** An abandoned savepoint whose ROLLBACK TO failed: the whole transaction must not commit. */
   private poison: RollbackFailedError | undefined;
   private readonly held: Held;
-  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Savepoints opened under this root so far: names are `rp_<n>`, unique per transaction. */
+  private savepoints = 0;
+  /** This savepoint's name (undefined for the transaction itself). */
+  private readonly savepoint: string | undefined;
 
   /** @internal Use `pool.begin()`, `conn.begin()` or `tx.begin()`. */
   constructor(
     /** @internal */ readonly lease: PoolConnection,
-    /** 0 for the transaction itself, n for the n-th nested savepoint. */
+    /** 0 for the transaction itself, n for a savepoint nested n deep. */
     readonly depth: number,
     private readonly ownsLease: boolean,
     private readonly parent: Transaction | undefined,
     stack: string | undefined,
+    savepoint?: string,
   ) {
-    this.held = { lease, ownsLease, depth, stack, live: true };
+    this.savepoint = savepoint;
+    const rollbackSql = savepoint ? `ROLLBACK TO SAVEPOINT ${savepoint}` : 'ROLLBACK';
+    this.held = { lease, ownsLease, rollbackSql, stack, live: true };
     lost.register(this, this.held, this.held);
   }
 
-  /** @internal Begins a transaction on `lease` (BEGIN is guarded before it is written). */
+  /**
+   * @internal Begins a transaction on `lease`. The guard is armed before each
+   * BEGIN statement is written, so a BEGIN that fails, times out or is
+   * abandoned half way is still rolled back. A transaction still active on the
+   * same lease is superseded: rolled back first, never implicitly committed by
+   * the new START TRANSACTION.
+   */
   static async begin(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction> {
     const statements = beginStatements(options); // validated before any SQL is sent
-    lease.armTransactionGuard();
+    lease.activeTransaction?.deref()?.abandon('superseded');
+    let sent = 0;
     try {
-      for (const sql of statements) await lease.query(sql);
+      for (const sql of statements) {
+        lease.armTransactionGuard();
+        await lease.query(sql);
+        sent++;
+      }
     } catch (error) {
-      // The guard makes the pool roll back whatever half of BEGIN got through.
-      if (ownsLease) lease.abandon('released-in-transaction');
-      else lease.queueRollback('ROLLBACK');
+      if (sent > 0) {
+        // SET TRANSACTION ISOLATION LEVEL went through but START did not: the level would
+        // carry over to whatever runs next on this connection. Only closing it is certain.
+        lease.destroy();
+      } else if (ownsLease) {
+        lease.abandon('released-in-transaction');
+      } else {
+        lease.queueRollback('ROLLBACK');
+      }
       throw error;
     }
-    return new Transaction(lease, 0, ownsLease, undefined, stack);
+    const tx = new Transaction(lease, 0, ownsLease, undefined, stack);
+    lease.activeTransaction = new WeakRef(tx);
+    return tx;
   }
 
   /** `active`, `committed`, `rolledBack`, `abandoned` or `endedByServer`. */
@@ -102,16 +145,25 @@ export class Transaction {
   async begin(): Promise<Transaction> {
     const closed = this.closedError('begin');
     if (closed) throw closed;
-    const depth = this.depth + 1;
-    await this.send('query', `SAVEPOINT ${savepointName(depth)}`, undefined);
-    const child = new Transaction(this.lease, depth, false, this, this.held.stack);
+    const root = this.root();
+    const name = savepointName(++root.savepoints);
+    await this.send('query', `SAVEPOINT ${name}`, undefined);
+    const child = new Transaction(this.lease, this.depth + 1, false, this, this.held.stack, name);
     this.child = child;
     return child;
   }
 
   /** Runs `fn` in a savepoint: released if it resolves, rolled back to if it throws. */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options: Pick<TransactionOptions, 'timeoutMs' | 'signal' | 'onTimeout'> = {}): Promise<T> {
-    return runTransaction(() => this.begin(), fn, { ...options, retries: 0 });
+    const root = this.root();
+    // If stopped while SAVEPOINT is in flight: the rollback to it is queued at once, behind it.
+    const stoppedEarly = (): void => {
+      const name = savepointName(root.savepoints);
+      this.lease.queueRollback(`ROLLBACK TO SAVEPOINT ${name}`, (failure) => {
+        root.poison = failure;
+      });
+    };
+    return runTransaction(() => this.begin(), fn, { ...(options ?? {}), retries: 0 }, stoppedEarly);
   }
 
   /**
@@ -131,16 +183,16 @@ export class Transaction {
       await this.rollback().catch(() => undefined);
       throw this.poison;
     }
-    if (this.depth > 0) {
-      await this.send('query', `RELEASE SAVEPOINT ${savepointName(this.depth)}`, undefined);
+    if (this.savepoint) {
+      await this.send('query', `RELEASE SAVEPOINT ${this.savepoint}`, undefined, true);
       this.end('committed');
       return;
     }
     try {
-      await this.send('query', 'COMMIT', undefined);
+      await this.send('query', 'COMMIT', undefined, true);
     } catch (error) {
       if ((error as QueryError).fatal) {
-        this.end('rolledBack'); // closed either way; the handle must not be reused
+        this.end('outcomeUnknown'); // never guess; the handle must not be reused either way
         this.releaseOwnedLease();
         throw new CommitOutcomeUnknownError(error);
       }
@@ -162,7 +214,7 @@ export class Transaction {
     // After the server ended it, a rollback is what the caller wants anyway: allowed, and harmless.
     const closed = this.stateValue === 'endedByServer' ? undefined : this.closedError('rollback');
     if (closed) throw closed;
-    const sql = this.depth > 0 ? `ROLLBACK TO SAVEPOINT ${savepointName(this.depth)}` : 'ROLLBACK';
+    const sql = this.held.rollbackSql;
     this.end('rolledBack');
     try {
       await this.lease.query(sql);
@@ -190,25 +242,25 @@ export class Transaction {
    * @internal Fences the transaction at once (later calls reject with `reason`)
    * and rolls it back in the background, after any statement in flight.
    */
-  abandon(why: AbandonReason, reason?: Error): void {
+  abandon(why: AbandonReason, reason?: Error, rollbackQueued = false): void {
     if (this.stateValue !== 'active') return;
     this.abandonedBy = reason ?? new TransactionAbandonedError('query', describe(why));
     this.end('abandoned');
     if (this.ownsLease) {
       this.lease.abandon(why, this.held.stack);
-    } else if (this.depth > 0) {
-      const root = this.root();
-      this.lease.queueRollback(`ROLLBACK TO SAVEPOINT ${savepointName(this.depth)}`, (failure) => {
-        root.poison = failure;
-      });
-    } else {
-      this.lease.queueRollback('ROLLBACK');
+      return;
     }
+    if (!this.savepoint) this.lease.reportAbandon(why, this.held.stack);
+    if (rollbackQueued) return;
+    const root = this.root();
+    this.lease.queueRollback(this.held.rollbackSql, (failure) => {
+      if (this.savepoint) root.poison = failure;
+    });
   }
 
-  /** @internal True while a statement of this transaction waits for the server. */
+  /** @internal True while a statement waits for the server on this transaction's connection. */
   get hasInFlight(): boolean {
-    return this.inFlight.size > 0;
+    return this.lease.hasInFlight;
   }
 
   private run(method: 'query' | 'execute', sql: Statement, values: unknown): Promise<QueryOutcome> {
@@ -217,12 +269,14 @@ export class Transaction {
     return this.send(method, sql, values);
   }
 
-  /** Sends a statement and watches whether the server ended the transaction under it. */
-  private send(method: 'query' | 'execute', sql: Statement, values: unknown): Promise<QueryOutcome> {
+  /**
+   * Sends a statement and watches whether the server ended the transaction
+   * under it (`ending`: COMMIT / RELEASE SAVEPOINT, which end it on purpose).
+   */
+  private send(method: 'query' | 'execute', sql: Statement, values: unknown, ending = false): Promise<QueryOutcome> {
     const outcome = method === 'query' ? this.lease.query(sql, values as QueryValues) : this.lease.execute(sql, values as ExecuteValues);
-    this.inFlight.add(outcome);
+    if (ending) return outcome;
     const check = (): void => {
-      this.inFlight.delete(outcome);
       if (this.stateValue === 'active' && !this.lease.inTransaction) this.root().endByServer();
     };
     outcome.then(check, check);
@@ -238,14 +292,18 @@ export class Transaction {
     switch (this.stateValue) {
       case 'active':
         if (this.lease.isReleased) {
-          this.abandon('released-in-transaction');
-          return new TransactionAbandonedError(method, 'left behind when its connection was released');
+          // The pool already counted the abandon and runs the rollback: only fence the handle.
+          this.abandonedBy = new TransactionAbandonedError(method, 'left behind when its connection was released');
+          this.end('abandoned');
+          return this.abandonedBy;
         }
         return undefined;
       case 'abandoned':
         return this.abandonedBy ?? new TransactionAbandonedError(method, 'abandoned');
       case 'endedByServer':
         return new TransactionEndedByServerError(method);
+      case 'outcomeUnknown':
+        return new TransactionClosedError(method, 'over (its COMMIT outcome is unknown)');
       default:
         return new TransactionClosedError(method, this.stateValue === 'committed' ? 'committed' : 'rolled back');
     }
@@ -255,7 +313,8 @@ export class Transaction {
   private end(state: Exclude<TransactionState, 'active'>): void {
     this.stateValue = state;
     this.held.live = false;
-    lost.unregister(this.held);
+    if (!this.ownsLease || this.lease.isReleased) lost.unregister(this.held);
+    if (this.lease.activeTransaction?.deref() === this) this.lease.activeTransaction = undefined;
     const child = this.child;
     this.child = undefined;
     if (child && child.stateValue === 'active') child.end(state);
@@ -267,14 +326,10 @@ export class Transaction {
   }
 
   private releaseOwnedLease(): void {
-    if (this.ownsLease) this.lease.release();
+    if (!this.ownsLease) return;
+    this.lease.release();
+    lost.unregister(this.held);
   }
-}
-
-function abandonHeld(held: Held, why: AbandonReason): void {
-  if (held.ownsLease) held.lease.abandon(why, held.stack);
-  else if (held.depth > 0) held.lease.queueRollback(`ROLLBACK TO SAVEPOINT ${savepointName(held.depth)}`);
-  else held.lease.queueRollback('ROLLBACK');
 }
 
 function describe(why: AbandonReason): string {
@@ -287,6 +342,8 @@ function describe(why: AbandonReason): string {
       return 'timed out';
     case 'aborted':
       return 'aborted';
+    case 'superseded':
+      return 'superseded by a new transaction on the same connection';
     default:
       return 'abandoned';
   }
