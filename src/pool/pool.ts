@@ -66,6 +66,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         create: () => this.connect(),
         destroy: (session) => this.disposeSession(session),
         isUsable: (session) => session.usable,
+        checkout: (session) => this.checkout(session),
       },
       {
         max: connectionLimit,
@@ -318,21 +319,19 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       throw new Error('Callback function is not available with promise clients.');
     }
     const caller = this.captureCaller(this.runOnce);
-    return this.acquireSession().then((session) => {
-      const outcome = session.run(method, sql, values, caller);
-      // Registered before the caller's continuation, so the session is back before the caller resumes.
-      const giveBack = (): void => this.releaseSession(session);
-      outcome.then(giveBack, giveBack);
-      return outcome;
-    });
+    return this.acquireSession().then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
   }
+
+  /** pool.query / pool.execute: the session goes back as soon as its reply is in. */
+  private readonly releaseAfterRun = (session: Session): void => this.releaseSession(session);
 
   /** A session that is clean and checked out: pending ROLLBACKs are run first, failures replaced. */
   private acquireSession(): Promise<Session> {
-    return this.resources.acquire().then(this.checkout);
+    return this.resources.acquire();
   }
 
-  private readonly checkout = (session: Session): Session | Promise<Session> => {
+  /** Called by the resource pool on every session it hands out: a pending ROLLBACK runs first. */
+  private checkout(session: Session): Session | Promise<Session> {
     this.out.add(session);
     if (session.state === 'pendingRollback') {
       // Lazy mode (or a pool-level flag left by a crash of the background flush): roll back first.
@@ -349,7 +348,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     session.checkout();
     this.notify('acquire', session.raw);
     return session;
-  };
+  }
 
   /** Hands a session back to the resource pool, as clean/flagged or to be destroyed. */
   private giveBack(session: Session, how: 'release' | 'destroy'): void {

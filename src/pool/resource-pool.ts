@@ -11,7 +11,9 @@
  *   `validate`: `unwrap` reads the resource's usable flag after acquire and
  *   drops a dead one (one less promise hop per checkout, too).
  * - No acquire timeout by default, and option values of 0 silently become
- *   defaults: `acquireTimeoutMillis` is always set, from a validated number.
+ *   defaults: every acquire that waits gets our own timer, from a validated
+ *   number (generic-pool's would cost a timer on every acquire, even the
+ *   ones served at once).
  * - No return hook: the caller (the pool) cleans a session *before* it calls
  *   `release`; generic-pool only ever sees clean or flagged sessions.
  * - `drain()` waits forever for loans and waiters: `end()` is bounded, and
@@ -30,6 +32,12 @@ export interface ResourceFactory<T> {
   destroy(resource: T): Promise<void>;
   /** Reads a flag: may this resource be handed out (after any pending cleanup)? No I/O. */
   isUsable(resource: T): boolean;
+  /**
+   * Prepares a usable resource for its borrower (the pool: run a pending
+   * ROLLBACK, mark it leased). Chained in the same `then` as the unwrap, to
+   * keep the checkout path at one promise hop.
+   */
+  checkout(resource: T): T | Promise<T>;
 }
 
 export interface ResourcePoolOptions {
@@ -62,6 +70,7 @@ type Slot<T> = T | CreateFailure;
 interface Waiter {
   reject(error: unknown): void;
   settled: boolean;
+  timer: NodeJS.Timeout | undefined;
 }
 
 /** A failure older than this is not delivered; the waiter gets a fresh attempt instead. */
@@ -119,7 +128,7 @@ export class ResourcePool<T extends object> {
         // No testOnBorrow: it costs two promise hops per acquire; `acquire` reads the usable flag itself.
         testOnBorrow: false,
         autostart: false,
-        acquireTimeoutMillis: options.acquireTimeoutMs,
+        // No acquireTimeoutMillis: `wait` times out the acquires that wait (see there).
         destroyTimeoutMillis: 5_000,
         evictionRunIntervalMillis: trimIdle ? Math.min(1_000, idleTimeoutMs) : 0,
         numTestsPerEvictionRun: trimIdle ? max : 0,
@@ -137,33 +146,38 @@ export class ResourcePool<T extends object> {
     const pool = this.pool;
     if (pool.available === 0 && pool.size >= pool.max) {
       if (!this.options.waitForConnections) return Promise.reject(new NoConnectionsError());
-      if (this.options.queueLimit > 0 && pool.pending >= this.options.queueLimit) {
+      if (this.options.queueLimit > 0 && this.waiters.size >= this.options.queueLimit) {
         return Promise.reject(new QueueLimitError());
       }
       this.options.onEnqueue();
     }
-    // A resource is free: it is handed over in the next microtask, nothing to track.
+    // A resource is free: it is handed over in the next microtask; no timer, nothing to track.
     if (pool.available > 0) return pool.acquire().then(this.unwrap, this.translateAcquireError);
     return this.wait(pool.acquire());
   }
 
   /**
-   * An acquire that waits (for a release or a connect) is tracked, so that
-   * `end()` can reject it at once: generic-pool would keep it until its own
-   * timeout, or until a stuck connect gives up.
+   * An acquire that has to wait (for a release or a connect). Its timeout is
+   * ours, not generic-pool's: generic-pool would arm a timer on every acquire,
+   * even the ones served at once. A waiter is tracked so that `end()` can
+   * reject it at once. generic-pool's request outlives a waiter that timed out
+   * or was rejected; whatever it is handed later goes straight back.
    */
   private wait(request: Promise<Slot<T>>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const waiter: Waiter = { reject, settled: false };
+      const waiter: Waiter = { reject, settled: false, timer: undefined };
+      waiter.timer = setTimeout(() => {
+        this.settle(waiter);
+        reject(new AcquireTimeoutError(this.options.acquireTimeoutMs, this.lastCreateError));
+      }, this.options.acquireTimeoutMs);
       this.waiters.add(waiter);
       request.then(
         (slot) => {
-          this.waiters.delete(waiter);
           if (waiter.settled) {
-            this.pool.destroy(slot).catch(() => undefined); // its acquirer was told the pool closed
+            this.handBack(slot);
             return;
           }
-          waiter.settled = true;
+          this.settle(waiter);
           try {
             resolve(this.unwrap(slot));
           } catch (error) {
@@ -171,9 +185,8 @@ export class ResourcePool<T extends object> {
           }
         },
         (error: unknown) => {
-          this.waiters.delete(waiter);
           if (waiter.settled) return;
-          waiter.settled = true;
+          this.settle(waiter);
           try {
             this.translateAcquireError(error);
           } catch (translated) {
@@ -182,6 +195,21 @@ export class ResourcePool<T extends object> {
         },
       );
     });
+  }
+
+  private settle(waiter: Waiter): void {
+    waiter.settled = true;
+    clearTimeout(waiter.timer);
+    this.waiters.delete(waiter);
+  }
+
+  /** A slot handed to an acquirer that already gave up: unused, straight back (or away). */
+  private handBack(slot: Slot<T>): void {
+    if (slot instanceof CreateFailure || this.closed || !this.factory.isUsable(slot)) {
+      this.pool.destroy(slot).catch(() => undefined);
+    } else {
+      this.pool.release(slot).catch(() => undefined);
+    }
   }
 
   /**
@@ -200,12 +228,12 @@ export class ResourcePool<T extends object> {
       this.pool.destroy(slot).catch(() => undefined); // died while idle (KILL, restart, network)
       return this.acquire();
     }
-    return slot;
+    return this.factory.checkout(slot);
   };
 
-  /** Gives a clean (or flagged for cleanup) resource back. */
+  /** Gives a clean (or flagged for cleanup) resource back. The caller gives back only what it borrowed. */
   release(resource: T): void {
-    this.pool.release(resource).catch(() => undefined);
+    void this.pool.release(resource); // resolves unless not borrowed, which the caller rules out
   }
 
   /** Takes a borrowed resource out of the pool for good and disposes of it. */
@@ -215,7 +243,7 @@ export class ResourcePool<T extends object> {
 
   counts(): ResourceCounts {
     const pool = this.pool;
-    return { total: pool.size, idle: pool.available, borrowed: pool.borrowed, waiting: pool.pending };
+    return { total: pool.size, idle: pool.available, borrowed: pool.borrowed, waiting: this.waiters.size };
   }
 
   get isClosed(): boolean {
@@ -230,11 +258,10 @@ export class ResourcePool<T extends object> {
   end(timeoutMs: number): Promise<void> {
     if (this.ending) return this.ending;
     this.closed = true;
-    for (const waiter of this.waiters) {
-      waiter.settled = true;
+    for (const waiter of [...this.waiters]) {
+      this.settle(waiter);
       waiter.reject(new PoolClosedError());
     }
-    this.waiters.clear();
     const done = this.pool.drain().then(() => this.pool.clear());
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => {

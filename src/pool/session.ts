@@ -73,8 +73,6 @@ export class Session {
   rollbackOnTimeout = false;
   /** Statements written to the connection whose reply has not arrived yet. */
   inFlight = 0;
-  /** When the session last went back to the pool (for idle eviction). */
-  idleSince = Date.now();
   private flushing: Promise<boolean> | undefined;
   private gate: Promise<void> | undefined;
 
@@ -106,7 +104,6 @@ export class Session {
   /** leased -> idle | pendingRollback | broken. Synchronous, never throws. */
   release(): ReleaseVerdict {
     if (this.state === 'broken' || this.state === 'destroyed') return 'broken';
-    this.idleSince = Date.now();
     if (this.inTransaction || this.autocommitOff || this.inFlight > 0) {
       this.state = 'pendingRollback';
       return 'pendingRollback';
@@ -116,13 +113,19 @@ export class Session {
   }
 
   /** Runs one statement with mysql2's `query` or `execute`; tracks the server status it reports. */
-  run(method: 'query' | 'execute', sql: Statement, values: unknown, caller?: StackHolder): Promise<QueryOutcome> {
+  run(
+    method: 'query' | 'execute',
+    sql: Statement,
+    values: unknown,
+    caller?: StackHolder,
+    settled?: (session: Session) => void,
+  ): Promise<QueryOutcome> {
     if (this.gate) {
       // Held back (a KILL QUERY is on its way): counted as in flight, sent in order once the gate opens.
       this.inFlight++;
       return this.gate.then(() => {
         this.inFlight--;
-        return this.run(method, sql, values, caller);
+        return this.run(method, sql, values, caller, settled);
       });
     }
     return new Promise<QueryOutcome>((resolve, reject) => {
@@ -132,17 +135,20 @@ export class Session {
         if (err) {
           this.observeError(err);
           if (caller) applyCallerStack(err, caller);
-          reject(err);
-          return;
+        } else {
+          this.observe(rows, fields);
         }
-        this.observe(rows, fields);
-        resolve([rows, fields] as QueryOutcome);
+        // Before the caller resumes (pool.query gives the session back here, with no extra promise).
+        settled?.(this);
+        if (err) reject(err);
+        else resolve([rows, fields] as QueryOutcome);
       };
       try {
         this.send(method, sql, values, done);
       } catch (error) {
         // mysql2 refused it before writing anything (e.g. an undefined bind value): nothing is in flight.
         this.inFlight--;
+        settled?.(this);
         throw error;
       }
     });
