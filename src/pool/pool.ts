@@ -319,7 +319,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       throw new Error('Callback function is not available with promise clients.');
     }
     const caller = this.captureCaller(this.runOnce);
-    return this.acquireSession().then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
+    // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
+    const idle = this.resources.isClosed ? undefined : this.resources.takeIdle();
+    const ready = idle === undefined ? this.acquireSession() : this.checkout(idle);
+    if (ready instanceof Session) return ready.run(method, sql, values, caller, this.releaseAfterRun);
+    return ready.then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
   }
 
   /** pool.query / pool.execute: the session goes back as soon as its reply is in. */

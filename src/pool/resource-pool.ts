@@ -67,6 +67,11 @@ class CreateFailure {
 
 type Slot<T> = T | CreateFailure;
 
+interface IdleEntry<T> {
+  resource: T;
+  since: number;
+}
+
 interface Waiter {
   reject(error: unknown): void;
   settled: boolean;
@@ -97,6 +102,14 @@ export class ResourcePool<T extends object> {
   private closed = false;
   private ending: Promise<void> | undefined;
   private readonly waiters = new Set<Waiter>();
+  /**
+   * The hot path. Resources given back while nobody waits are kept here, still
+   * "borrowed" in generic-pool's books, and handed out again without touching
+   * generic-pool at all (its acquire and release cost a request, a loan and
+   * several promises each). LIFO: the warmest first; the oldest at index 0.
+   */
+  private readonly idle: IdleEntry<T>[] = [];
+  private readonly trimTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly factory: ResourceFactory<T>,
@@ -138,11 +151,23 @@ export class ResourcePool<T extends object> {
     // Both are reported through CreateFailure / the destroy path; without a listener they would be lost silently anyway.
     this.pool.on('factoryCreateError', () => undefined);
     this.pool.on('factoryDestroyError', () => undefined);
+    if (trimIdle) {
+      this.trimTimer = setInterval(() => this.trimIdle(), Math.min(1_000, idleTimeoutMs));
+      this.trimTimer.unref();
+    }
   }
 
   /** Takes a resource, waiting if none is free. Rejects with typed errors, or the real cause of a failed create. */
   acquire(): Promise<T> {
     if (this.closed) return Promise.reject(new PoolClosedError());
+    const ready = this.takeIdle();
+    if (ready !== undefined) {
+      try {
+        return Promise.resolve(this.factory.checkout(ready));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     const pool = this.pool;
     if (pool.available === 0 && pool.size >= pool.max) {
       if (!this.options.waitForConnections) return Promise.reject(new NoConnectionsError());
@@ -231,9 +256,37 @@ export class ResourcePool<T extends object> {
     return this.factory.checkout(slot);
   };
 
+  /**
+   * Takes an idle resource at once, if one is ready: the fast path of every
+   * checkout. The caller must pass it through its own checkout step.
+   */
+  takeIdle(): T | undefined {
+    while (this.idle.length > 0) {
+      const { resource } = this.idle.pop() as IdleEntry<T>;
+      if (this.factory.isUsable(resource)) return resource;
+      this.pool.destroy(resource).catch(() => undefined); // died while idle (KILL, restart, network)
+    }
+    return undefined;
+  }
+
   /** Gives a clean (or flagged for cleanup) resource back. The caller gives back only what it borrowed. */
   release(resource: T): void {
-    void this.pool.release(resource); // resolves unless not borrowed, which the caller rules out
+    if (this.waiters.size > 0 || this.closed) {
+      // Someone waits in generic-pool's queue: let generic-pool hand it over.
+      void this.pool.release(resource); // resolves unless not borrowed, which the caller rules out
+      return;
+    }
+    this.idle.push({ resource, since: Date.now() });
+  }
+
+  /** mysql2's idle rule: beyond maxIdle, or idle longer than idleTimeout, an idle resource is closed. */
+  private trimIdle(): void {
+    const { maxIdle, idleTimeoutMs } = this.options;
+    const now = Date.now();
+    while (this.idle.length > 0 && (this.idle.length > maxIdle || now - (this.idle[0] as IdleEntry<T>).since > idleTimeoutMs)) {
+      const { resource } = this.idle.shift() as IdleEntry<T>;
+      this.pool.destroy(resource).catch(() => undefined);
+    }
   }
 
   /** Takes a borrowed resource out of the pool for good and disposes of it. */
@@ -243,7 +296,8 @@ export class ResourcePool<T extends object> {
 
   counts(): ResourceCounts {
     const pool = this.pool;
-    return { total: pool.size, idle: pool.available, borrowed: pool.borrowed, waiting: this.waiters.size };
+    const idle = this.idle.length;
+    return { total: pool.size, idle: pool.available + idle, borrowed: pool.borrowed - idle, waiting: this.waiters.size };
   }
 
   get isClosed(): boolean {
@@ -258,10 +312,12 @@ export class ResourcePool<T extends object> {
   end(timeoutMs: number): Promise<void> {
     if (this.ending) return this.ending;
     this.closed = true;
+    clearInterval(this.trimTimer);
     for (const waiter of [...this.waiters]) {
       this.settle(waiter);
       waiter.reject(new PoolClosedError());
     }
+    for (const { resource } of this.idle.splice(0)) this.pool.destroy(resource).catch(() => undefined);
     const done = this.pool.drain().then(() => this.pool.clear());
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => {
