@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import * as path from 'node:path';
 /**
  * Events and stats: mysql2's own events (`connection`, `acquire`, `release`,
  * `enqueue`) fire as they do in mysql2, and ours (`abandon`, `rollback`, `destroy`)
  * and `pool.stats()` describe what happened to abandoned transactions.
  */
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as mysql2 from 'mysql2/promise';
 import { createPool, type AbandonEvent, type Pool, type RollbackEvent } from '../../src/index';
 import { mysqlUrl } from '../support/db';
