@@ -8,27 +8,11 @@
  * mysql2's own pool lose the write (or commit the abandoned one).
  */
 import * as mysql2 from 'mysql2/promise';
-import type { Connection } from 'mysql2/promise';
 import { createPool, type Pool, type PoolConnection } from '../../src/index';
-import { mysqlUrl, sideConnection, uniqueTable } from '../support/db';
-import { nextEvent, scalar, scenarioTableDdl, visible } from './helpers';
+import { mysqlUrl } from '../support/db';
+import { nextEvent, scalar, visible, scenarioTable } from './helpers';
 
-const table = uniqueTable('deferred_rollback');
-let side: Connection;
-
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(scenarioTableDdl(table));
-});
-
-afterAll(async () => {
-  await side.query(`DROP TABLE IF EXISTS ${table}`);
-  await side.end();
-});
-
-function insert(scenario: string, n: number): string {
-  return `INSERT INTO ${table} (scenario, n) VALUES ('${scenario}', ${n})`;
-}
+const { table, side, insert } = scenarioTable('deferred_rollback');
 
 function singleConnectionPool(extra: Record<string, unknown> = {}): Pool {
   return createPool({ uri: mysqlUrl(), connectionLimit: 1, ...extra });

@@ -1,3 +1,5 @@
+import { createConnection as createCoreConnection } from 'mysql2';
+import { mysqlUrl, uniqueTable } from '../support/db';
 /**
  * Small helpers shared by the pool tests (not a test file: jest only runs *.test.ts).
  * Everything here observes the server from outside or waits on events; nothing sleeps
@@ -50,19 +52,7 @@ export function scenarioTableDdl(table: string): string {
   return `CREATE TABLE ${table} (scenario VARCHAR(64) NOT NULL, n INT NOT NULL, PRIMARY KEY (scenario, n)) ENGINE=InnoDB`;
 }
 
-/**
- * True when row `id` of `table` is locked by another connection: the side connection's
- * `SELECT ... FOR UPDATE NOWAIT` fails at once with ER_LOCK_WAIT_TIMEOUT (1205).
- */
-export async function isRowLocked(side: Connection, table: string, id: number): Promise<boolean> {
-  try {
-    await side.query(`SELECT id FROM ${table} WHERE id = ? FOR UPDATE NOWAIT`, [id]);
-    return false;
-  } catch (error) {
-    if ((error as { errno?: number }).errno === 1205) return true;
-    throw error;
-  }
-}
+export { isRowLocked } from '../support/db';
 
 /** Something that can run a query and return rows: a lease or a plain connection. */
 interface Queryable {
@@ -91,4 +81,21 @@ export async function scalar(conn: Queryable, sql: string): Promise<unknown> {
   const first = rows[0];
   if (first === undefined) return undefined;
   return Object.values(first)[0];
+}
+
+/**
+ * A scenario table for this test file: created before its tests, dropped after,
+ * with a side connection (another session) to look at it from outside.
+ */
+export function scenarioTable(prefix: string): { table: string; side: Connection; insert(scenario: string, n: number): string } {
+  const table = uniqueTable(prefix);
+  const side = createCoreConnection({ uri: mysqlUrl(), connectTimeout: 5_000 }).promise(); // commands wait for the handshake
+  beforeAll(async () => {
+    await side.query(scenarioTableDdl(table));
+  });
+  afterAll(async () => {
+    await side.query(`DROP TABLE IF EXISTS ${table}`);
+    await side.end();
+  });
+  return { table, side, insert: (scenario, n) => `INSERT INTO ${table} (scenario, n) VALUES ('${scenario}', ${n})` };
 }

@@ -4,24 +4,12 @@
  * clean idle one is dropped, and the pool refills on demand with a healthy
  * connection that is not in a transaction.
  */
-import type { Connection } from 'mysql2/promise';
 import { createPool, type Pool, type PoolConnection } from '../../src/index';
 import type { DestroyEvent } from '../../src/index';
-import { mysqlUrl, sideConnection, uniqueTable } from '../support/db';
-import { scalar, scenarioTableDdl, visible } from './helpers';
+import { mysqlUrl } from '../support/db';
+import { scalar, visible, scenarioTable } from './helpers';
 
-const table = uniqueTable('killed_connection');
-let side: Connection;
-
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(scenarioTableDdl(table));
-});
-
-afterAll(async () => {
-  await side.query(`DROP TABLE IF EXISTS ${table}`);
-  await side.end();
-});
+const { table, side } = scenarioTable('killed_connection');
 
 /** Resolves when the pool reports the connection with `threadId` destroyed. */
 function destroyedEvent(pool: Pool, threadId: number, timeoutMs = 5_000): Promise<DestroyEvent> {

@@ -9,27 +9,11 @@
  * two reads, the server received exactly the bytes of the second read.
  */
 import * as mysql2 from 'mysql2/promise';
-import type { Connection } from 'mysql2/promise';
 import { createPool, LeaseReleasedError, type PoolConnection } from '../../src/index';
-import { mysqlUrl, sideConnection, uniqueTable } from '../support/db';
-import { SESSION_STATUS_SQL, comQueryBytes, scenarioTableDdl, sessionStatus, visible } from './helpers';
+import { mysqlUrl } from '../support/db';
+import { SESSION_STATUS_SQL, comQueryBytes, sessionStatus, visible, scenarioTable } from './helpers';
 
-const table = uniqueTable('lease_fencing');
-let side: Connection;
-
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(scenarioTableDdl(table));
-});
-
-afterAll(async () => {
-  await side.query(`DROP TABLE IF EXISTS ${table}`);
-  await side.end();
-});
-
-function insert(scenario: string, n: number): string {
-  return `INSERT INTO ${table} (scenario, n) VALUES ('${scenario}', ${n})`;
-}
+const { table, side, insert } = scenarioTable('lease_fencing');
 
 /** Every server-touching method of a lease, called on `conn`. */
 function everyMethod(conn: PoolConnection, scenario: string): Array<[string, () => Promise<unknown>]> {

@@ -4,27 +4,11 @@
  * throw), and a transaction left open in it is rolled back. TypeScript downlevels
  * the declarations (target ES2022, lib ESNext.Disposable).
  */
-import type { Connection } from 'mysql2/promise';
 import { createPool, type Pool, type PoolConnection } from '../../src/index';
-import { mysqlUrl, sideConnection, uniqueTable } from '../support/db';
-import { nextEvent, scenarioTableDdl, visible } from './helpers';
+import { mysqlUrl } from '../support/db';
+import { nextEvent, visible, scenarioTable } from './helpers';
 
-const table = uniqueTable('using_lease');
-let side: Connection;
-
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(scenarioTableDdl(table));
-});
-
-afterAll(async () => {
-  await side.query(`DROP TABLE IF EXISTS ${table}`);
-  await side.end();
-});
-
-function insert(scenario: string, n: number): string {
-  return `INSERT INTO ${table} (scenario, n) VALUES ('${scenario}', ${n})`;
-}
+const { table, side, insert } = scenarioTable('using_lease');
 
 test('using: the lease is released at the end of the block and fenced afterwards', async () => {
   const pool = createPool({ uri: mysqlUrl(), connectionLimit: 1 });

@@ -22,3 +22,17 @@ export function uniqueTable(prefix: string): string {
 export function sideConnection(): Promise<Connection> {
   return createConnection({ uri: mysqlUrl(), connectTimeout: 5_000 });
 }
+
+/**
+ * True when row `id` of `table` is locked by another connection: the side's
+ * `SELECT ... FOR UPDATE NOWAIT` fails at once with ER_LOCK_WAIT_TIMEOUT (1205).
+ */
+export async function isRowLocked(side: Connection, table: string, id: number): Promise<boolean> {
+  try {
+    await side.query(`SELECT id FROM ${table} WHERE id = ? FOR UPDATE NOWAIT`, [id]);
+    return false;
+  } catch (error) {
+    if ((error as { errno?: number }).errno === 1205) return true;
+    throw error;
+  }
+}

@@ -109,19 +109,7 @@ export async function valueOf(side: Connection, table: string, id: number): Prom
   return rows[0] === undefined ? undefined : Number(rows[0].v);
 }
 
-/**
- * True when row `id` is locked by another connection: the side's
- * `SELECT ... FOR UPDATE NOWAIT` fails at once with 1205 instead of waiting.
- */
-export async function isRowLocked(side: Connection, table: string, id: number): Promise<boolean> {
-  try {
-    await side.query(`SELECT id FROM ${table} WHERE id = ? FOR UPDATE NOWAIT`, [id]);
-    return false;
-  } catch (error) {
-    if ((error as { errno?: number }).errno === 1205) return true;
-    throw error;
-  }
-}
+export { isRowLocked } from '../support/db';
 
 /** True while the server still has a thread with this id. */
 export async function threadAlive(side: Connection, threadId: number): Promise<boolean> {
