@@ -19,7 +19,8 @@ export type RollbackPoolErrorCode =
   | 'ERR_TX_ABANDONED'
   | 'ERR_TX_ENDED_BY_SERVER'
   | 'ERR_TX_TIMEOUT'
-  | 'ERR_COMMIT_OUTCOME_UNKNOWN';
+  | 'ERR_COMMIT_OUTCOME_UNKNOWN'
+  | 'ERR_SCOPE_COMMIT_FAILED';
 
 /** Base class of every error rollback-pool raises. */
 export class RollbackPoolError extends Error {
@@ -155,6 +156,31 @@ export class CommitOutcomeUnknownError extends RollbackPoolError {
       'ERR_COMMIT_OUTCOME_UNKNOWN',
       'The connection was lost during COMMIT: the server may or may not have committed. ' +
         'Check the data before retrying.',
+      { cause },
+    );
+  }
+}
+
+/**
+ * A scope's commit decision could not be carried out on every connection.
+ * Connections commit one by one (there is no atomic commit across connections
+ * without two-phase commit): `committed` lists those that did (their work is
+ * permanent), `failed` the one whose COMMIT failed, `rolledBack` the rest.
+ */
+export class ScopeCommitError extends RollbackPoolError {
+  constructor(
+    /** Thread ids whose COMMIT succeeded before the failure: their work is permanent. */
+    readonly committed: number[],
+    /** Thread ids whose COMMIT (or ROLLBACK) failed, with the error. */
+    readonly failed: Array<{ threadId: number; error: unknown }>,
+    /** Thread ids rolled back after the failure. */
+    readonly rolledBack: number[],
+    cause: unknown,
+  ) {
+    super(
+      'ERR_SCOPE_COMMIT_FAILED',
+      `The scope's commit failed part way: ${committed.length} connection(s) committed, ` +
+        `${failed.length} failed, ${rolledBack.length} rolled back.`,
       { cause },
     );
   }

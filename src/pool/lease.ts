@@ -45,7 +45,7 @@ export class PoolConnection {
   /** @internal Leases are made by the pool: use `pool.getConnection()`. */
   constructor(
     private readonly owner: LeaseOwner,
-    private readonly session: Session,
+    /** @internal */ readonly session: Session,
     takenAt: string | undefined,
   ) {
     this.takenAt = takenAt;

@@ -11,6 +11,7 @@ import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../optio
 import { runTransaction, type TransactionOptions } from '../tx/run';
 import { beginStatements, type BeginOptions } from '../tx/sql';
 import { Transaction } from '../tx/transaction';
+import { currentScope, runInScope, type ScopeHost, type ScopeOptions } from '../scope/scope';
 import type { AbandonReason, PoolEventMap } from './events';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
@@ -43,7 +44,7 @@ const END_TIMEOUT_MS = 5_000;
 /** How long a polite COM_QUIT may take before the socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 1_000;
 
-export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, SessionHooks {
+export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, SessionHooks, ScopeHost {
   /** The validated options, defaults filled in. */
   readonly options: ResolvedOptions;
   private readonly resources: ResourcePool<Session>;
@@ -53,6 +54,8 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private readonly out = new Set<Session>();
   private readonly counters = { abandoned: 0, rolledBack: 0, rollbackFailures: 0, destroyed: 0 };
   private ending: Promise<void> | undefined;
+  /** Set by the first `withScope`: until then the hot path does not even look for a scope. */
+  private scoped = false;
   /** Aborters of connects in progress. */
   private readonly connecting = new Set<() => void>();
 
@@ -85,8 +88,38 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     return this.resources.isClosed;
   }
 
+  /**
+   * Runs `fn` in a request scope: every connection taken inside it
+   * (`getConnection`, `begin`, `query`, `execute`) runs in a transaction owned
+   * by the scope, and when `fn` settles, `decide` (default: commit if it
+   * resolved, roll back if it threw) commits or rolls back all of them before
+   * they go back to the pool. A nested `withScope` joins the outer one.
+   */
+  withScope<T>(fn: () => Promise<T>, options?: ScopeOptions): Promise<T> {
+    this.scoped = true;
+    return runInScope(this, fn, options);
+  }
+
+  /** @internal */
+  acquireForScope(): Promise<PoolConnection> {
+    return this.takeConnection();
+  }
+
+  /** @internal */
+  get leaseOwner(): LeaseOwner {
+    return this;
+  }
+
   /** Takes a connection for several statements; give it back with `release()`. */
   getConnection(): Promise<PoolConnection> {
+    if (this.scoped) {
+      const scope = currentScope(this);
+      if (scope) return scope.getConnection();
+    }
+    return this.takeConnection();
+  }
+
+  private takeConnection(): Promise<PoolConnection> {
     const takenAt = this.options.captureStacks ? captureStack('lease taken here') : undefined;
     return this.acquireSession().then((session) => {
       const lease = new PoolConnection(this, session, takenAt);
@@ -317,6 +350,12 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<QueryOutcome> {
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
+    }
+    if (this.scoped) {
+      const scope = currentScope(this);
+      if (scope) {
+        return scope.sharedConnection().then((lease) => (method === 'query' ? lease.query(sql, values as QueryValues) : lease.execute(sql, values as ExecuteValues)));
+      }
     }
     const caller = this.captureCaller(this.runOnce);
     // Fast path: a clean idle session is checked out and used synchronously (no promise hop).

@@ -1,0 +1,179 @@
+/**
+ * Request scope: the registry of a request's outstanding connections.
+ *
+ * Inside `pool.withScope(fn, { decide })`, every connection the code takes
+ * (`getConnection`, `begin`, `query`, `execute`) is registered here and runs
+ * in a transaction owned by the scope (a unit of work). The code owns a
+ * connection while it uses it; releasing it hands the session to the scope
+ * instead of the pool. When the scope ends, `decide` (from the result or the
+ * error, or from an HTTP response in the framework adapters) commits or rolls
+ * back all of them, in acquisition order, and only then are they given back.
+ *
+ *   open ──fn settled, decide()──▶ deciding ──all committed / rolled back──▶ closed
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { ScopeCommitError } from '../errors';
+import type { AbandonReason } from '../pool/events';
+import type { LeaseOwner } from '../pool/lease';
+import { PoolConnection } from '../pool/lease';
+import type { Session } from '../pool/session';
+
+/** What the scope's code produced: a value, or the error it threw. */
+export type ScopeOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** What to do with every connection of the scope. */
+export type ScopeDecision = 'commit' | 'rollback';
+
+export interface ScopeOptions {
+  /** Commit or roll back, from the outcome. Default: commit if `fn` resolved, roll back if it threw. */
+  decide?: (outcome: ScopeOutcome) => ScopeDecision | Promise<ScopeDecision>;
+}
+
+/** One connection of the scope: the scope's own lease and the view the code was given. */
+interface Entry {
+  readonly inner: PoolConnection;
+  readonly view: PoolConnection;
+}
+
+/** The pool's side of a scope: how to take a connection for it, and the owner that views delegate to. */
+export interface ScopeHost {
+  acquireForScope(): Promise<PoolConnection>;
+  readonly leaseOwner: LeaseOwner;
+}
+
+const current = new AsyncLocalStorage<Scope>();
+
+/** The open scope of `host` in the current async context, if any. */
+export function currentScope(host: ScopeHost): Scope | undefined {
+  const scope = current.getStore();
+  return scope !== undefined && scope.host === host && scope.isOpen ? scope : undefined;
+}
+
+/** Runs `fn` in a new scope of `host`, or joins the open one (nested scopes join the outer one). */
+export async function runInScope<T>(host: ScopeHost, fn: () => Promise<T>, options: ScopeOptions = {}): Promise<T> {
+  if (currentScope(host)) return fn();
+  const scope = new Scope(host);
+  let outcome: ScopeOutcome;
+  try {
+    outcome = { ok: true, value: await current.run(scope, fn) };
+  } catch (error) {
+    outcome = { ok: false, error };
+  }
+  let decision: ScopeDecision;
+  try {
+    decision = options.decide ? await options.decide(outcome) : outcome.ok ? 'commit' : 'rollback';
+  } catch (error) {
+    await scope.finish('rollback');
+    throw error;
+  }
+  await scope.finish(decision === 'commit' ? 'commit' : 'rollback');
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value as T;
+}
+
+export class Scope {
+  private readonly entries: Entry[] = [];
+  private shared: Promise<Entry> | undefined;
+  private state: 'open' | 'deciding' | 'closed' = 'open';
+
+  constructor(readonly host: ScopeHost) {}
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** A connection of its own for the code, inside the scope's transaction. */
+  async getConnection(): Promise<PoolConnection> {
+    return (await this.enlist()).view;
+  }
+
+  /** The connection `pool.query` / `pool.execute` share inside the scope. */
+  async sharedConnection(): Promise<PoolConnection> {
+    this.shared ??= this.enlist();
+    return (await this.shared).inner;
+  }
+
+  /**
+   * Ends the scope: commits or rolls back every connection still inside a
+   * transaction, in acquisition order, then gives them all back. A transaction
+   * the code committed itself stays committed. Commits are not atomic across
+   * connections: if one fails, the rest are rolled back and `ScopeCommitError`
+   * says which committed and which did not.
+   */
+  async finish(decision: ScopeDecision): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'deciding';
+    if (this.shared) await this.shared.catch(() => undefined); // enlisted (or failed) before we look
+    for (const entry of this.entries) entry.view.release(); // leases still held are taken over
+    const committed: number[] = [];
+    const failed: Array<{ threadId: number; error: unknown }> = [];
+    const rolledBack: number[] = [];
+    let commitFailure: unknown;
+    for (const { inner } of this.entries) {
+      if (inner.isReleased) continue; // destroyed
+      if (!inner.inTransaction) continue; // the code committed (or rolled back) itself
+      if (decision === 'commit' && commitFailure === undefined) {
+        try {
+          await inner.commit();
+          committed.push(inner.threadId);
+          continue;
+        } catch (error) {
+          commitFailure = error;
+          failed.push({ threadId: inner.threadId, error });
+          // If it is still alive and open, undo it; a dead one was rolled back by the server.
+          if (inner.inTransaction) await inner.rollback().catch(() => inner.destroy());
+          continue;
+        }
+      }
+      try {
+        await inner.rollback();
+        rolledBack.push(inner.threadId);
+      } catch (error) {
+        failed.push({ threadId: inner.threadId, error });
+        inner.destroy(); // the server rolls back when the connection closes
+      }
+    }
+    for (const { inner } of this.entries) inner.release(); // anything still open is the pool's to roll back
+    this.state = 'closed';
+    if (commitFailure !== undefined) throw new ScopeCommitError(committed, failed, rolledBack, commitFailure);
+  }
+
+  private async enlist(): Promise<Entry> {
+    if (this.state !== 'open') throw new Error('unreachable: enlist on a closed scope');
+    const inner = await this.host.acquireForScope();
+    try {
+      await inner.beginTransaction(); // the scope's unit of work (guarded before it is written)
+    } catch (error) {
+      inner.release();
+      throw error;
+    }
+    const entry: Entry = { inner, view: new PoolConnection(this.viewOwner(inner), inner.session, inner.takenAt) };
+    this.entries.push(entry);
+    return entry;
+  }
+
+  /**
+   * The owner of the view handed to the code: a plain release hands the session
+   * to the scope (nothing happens until the scope ends); an abandon (a disposed
+   * or lost transaction handle) rolls back at once, as outside a scope.
+   */
+  private viewOwner(inner: PoolConnection): LeaseOwner {
+    const owner = this.host.leaseOwner;
+    return {
+      get closed() {
+        return owner.closed;
+      },
+      captureStacks: owner.captureStacks,
+      captureCaller: (below) => owner.captureCaller(below),
+      releaseSession: (_session: Session, _lease: PoolConnection, why?: AbandonReason) => {
+        if (why !== undefined) inner.queueRollback('ROLLBACK');
+      },
+      destroySession: () => inner.destroy(),
+      reportRollbackError: (session, error) => owner.reportRollbackError(session, error),
+      beginOn: (lease, options, ownsLease, stack) => owner.beginOn(lease, options, ownsLease, stack),
+      killQuery: (session) => owner.killQuery(session),
+      reportAbandon: (session, why, stack) => owner.reportAbandon(session, why, stack),
+      runOn: (lease, fn, options) => owner.runOn(lease, fn, options),
+    };
+  }
+}
