@@ -126,7 +126,7 @@ test('a commit that fails part way rolls back the rest and says which committed 
         await c.query(insert(3));
       },
       {
-        decide: async () => {
+        decide: async (): Promise<'commit'> => {
           await side.query(`KILL ${second}`); // the second connection's COMMIT will fail
           return 'commit';
         },
