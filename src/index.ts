@@ -26,7 +26,7 @@ export { PoolConnection } from './pool/lease';
 export { Transaction, type TransactionState } from './tx/transaction';
 export type { InFlightPolicy, TransactionOptions } from './tx/run';
 export type { BeginOptions, IsolationLevel } from './tx/sql';
-export type { ScopeDecision, ScopeOptions, ScopeOutcome } from './scope/scope';
+export { ScopeHandle, type ScopeDecision, type ScopeOptions, type ScopeOutcome } from './scope/scope';
 export type { CleanupMode, PoolOptions, RollbackPoolOwnOptions } from './options';
 export type {
   AbandonEvent,

@@ -11,7 +11,7 @@ import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../optio
 import { runTransaction, type TransactionOptions } from '../tx/run';
 import { beginStatements, type BeginOptions } from '../tx/sql';
 import { Transaction } from '../tx/transaction';
-import { currentScope, runInScope, type ScopeHost, type ScopeOptions } from '../scope/scope';
+import { currentScope, openScope, runInScope, type ScopeHandle, type ScopeHost, type ScopeOptions } from '../scope/scope';
 import type { AbandonReason, PoolEventMap } from './events';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
@@ -98,6 +98,16 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   withScope<T>(fn: () => Promise<T>, options?: ScopeOptions): Promise<T> {
     this.scoped = true;
     return runInScope(this, fn, options);
+  }
+
+  /**
+   * Opens a request scope by hand, for framework adapters: `handle.run(fn)`
+   * enters it, `handle.finish('commit' | 'rollback')` decides. Prefer
+   * `withScope` when the work fits in one function.
+   */
+  openScope(): ScopeHandle {
+    this.scoped = true;
+    return openScope(this);
   }
 
   /** @internal */

@@ -71,10 +71,41 @@ export async function runInScope<T>(host: ScopeHost, fn: () => Promise<T>, optio
   return outcome.value as T;
 }
 
+/**
+ * A scope opened by hand, for framework adapters whose requests do not fit in
+ * one function call: `run` enters it (everything `run` starts, and their
+ * continuations, belong to it), `finish` decides.
+ */
+export class ScopeHandle {
+  /** @internal */
+  constructor(private readonly scope: Scope) {}
+
+  /** Runs `fn` inside the scope (AsyncLocalStorage context). */
+  run<T>(fn: () => T): T {
+    return current.run(this.scope, fn);
+  }
+
+  /** True until `finish` was called. */
+  get isOpen(): boolean {
+    return this.scope.isOpen;
+  }
+
+  /** Commits or rolls back every connection of the scope, then gives them back. Idempotent. */
+  finish(decision: ScopeDecision): Promise<void> {
+    return this.scope.finish(decision);
+  }
+}
+
+/** Opens a scope of `host` by hand (see `ScopeHandle`). */
+export function openScope(host: ScopeHost): ScopeHandle {
+  return new ScopeHandle(new Scope(host));
+}
+
 export class Scope {
   private readonly entries: Entry[] = [];
   private shared: Promise<Entry> | undefined;
   private state: 'open' | 'deciding' | 'closed' = 'open';
+  private finishing: Promise<void> | undefined;
 
   constructor(readonly host: ScopeHost) {}
 
@@ -100,8 +131,12 @@ export class Scope {
    * connections: if one fails, the rest are rolled back and `ScopeCommitError`
    * says which committed and which did not.
    */
-  async finish(decision: ScopeDecision): Promise<void> {
-    if (this.state !== 'open') return;
+  finish(decision: ScopeDecision): Promise<void> {
+    this.finishing ??= this.settle(decision);
+    return this.finishing;
+  }
+
+  private async settle(decision: ScopeDecision): Promise<void> {
     this.state = 'deciding';
     if (this.shared) await this.shared.catch(() => undefined); // enlisted (or failed) before we look
     for (const entry of this.entries) entry.view.release(); // leases still held are taken over
