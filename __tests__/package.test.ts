@@ -32,3 +32,19 @@ test('require() and import both resolve the package by name', () => {
   const out = execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
   expect(JSON.parse(out)).toEqual({ cjs: 'function', esm: 'function', errorsShared: true });
 });
+
+test('the framework adapters resolve as subpaths, with require() and import, without loading any framework', () => {
+  const script = `
+    const names = ['express', 'fastify', 'koa'];
+    const cjs = names.map((name) => typeof require('rollback-pool/' + name).scope);
+    Promise.all(names.map((name) => import('rollback-pool/' + name))).then((modules) => {
+      const frameworks = Object.keys(require.cache).filter((file) => /node_modules[\\\\/](express|fastify|koa)[\\\\/]/.test(file));
+      console.log(JSON.stringify({ cjs, esm: modules.map((m) => typeof m.scope), frameworks }));
+    });
+  `;
+  const out = execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+  expect(JSON.parse(out)).toEqual({ cjs: ['function', 'function', 'function'], esm: ['function', 'function', 'function'], frameworks: [] });
+  for (const name of ['express', 'fastify', 'koa']) {
+    expect(fs.existsSync(path.join(root, 'dist', 'scope', `${name}.d.ts`))).toBe(true);
+  }
+});

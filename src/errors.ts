@@ -20,7 +20,8 @@ export type RollbackPoolErrorCode =
   | 'ERR_TX_ENDED_BY_SERVER'
   | 'ERR_TX_TIMEOUT'
   | 'ERR_COMMIT_OUTCOME_UNKNOWN'
-  | 'ERR_SCOPE_COMMIT_FAILED';
+  | 'ERR_SCOPE_COMMIT_FAILED'
+  | 'ERR_SCOPE_CLOSED';
 
 /** Base class of every error rollback-pool raises. */
 export class RollbackPoolError extends Error {
@@ -182,6 +183,22 @@ export class ScopeCommitError extends RollbackPoolError {
       `The scope's commit failed part way: ${committed.length} connection(s) committed, ` +
         `${failed.length} failed, ${rolledBack.length} rolled back.`,
       { cause },
+    );
+  }
+}
+
+/**
+ * A connection was asked for in a request scope that has ended: it was
+ * aborted (the client went away) and its work rolled back, or it finished
+ * while the connection was still being acquired. Nothing was sent.
+ */
+export class ScopeClosedError extends RollbackPoolError {
+  constructor(method: string, aborted: boolean) {
+    super(
+      'ERR_SCOPE_CLOSED',
+      aborted
+        ? `Cannot call ${method}(): the request scope this code runs in was aborted (the client went away) and its work rolled back.`
+        : `${method}() was still waiting for a connection when the request scope ended; the connection was given back.`,
     );
   }
 }

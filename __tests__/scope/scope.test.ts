@@ -142,3 +142,21 @@ test('a commit that fails part way rolls back the rest and says which committed 
   expect(await visible()).toEqual([1]); // committed before the failure; 2 lost with its connection; 3 rolled back
   expect(pool.stats()).toMatchObject({ leased: 0 });
 });
+
+test('an aborted scope (client gone) rolls back, and later work in it rejects instead of autocommitting', async () => {
+  const handle = pool.openScope();
+  await handle.run(() => pool.query(insert(1)));
+  await handle.abort();
+  await expect(handle.run(() => pool.query(insert(2)))).rejects.toMatchObject({ code: 'ERR_SCOPE_CLOSED' });
+  await expect(handle.run(() => pool.getConnection())).rejects.toMatchObject({ code: 'ERR_SCOPE_CLOSED' });
+  expect(await visible()).toEqual([]);
+  expect(pool.stats()).toMatchObject({ leased: 0 });
+});
+
+test('a connection still being acquired when the scope ends never reaches the code, and goes back to the pool', async () => {
+  const handle = pool.openScope();
+  const late = handle.run(() => pool.getConnection());
+  await handle.finish('rollback');
+  await expect(late).rejects.toMatchObject({ code: 'ERR_SCOPE_CLOSED' });
+  expect(pool.stats()).toMatchObject({ leased: 0, pendingRollback: 0 });
+});

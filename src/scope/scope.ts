@@ -12,7 +12,7 @@
  *   open ──fn settled, decide()──▶ deciding ──all committed / rolled back──▶ closed
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { ScopeCommitError } from '../errors';
+import { ScopeClosedError, ScopeCommitError } from '../errors';
 import type { AbandonReason } from '../pool/events';
 import type { LeaseOwner } from '../pool/lease';
 import { PoolConnection } from '../pool/lease';
@@ -43,10 +43,14 @@ export interface ScopeHost {
 
 const current = new AsyncLocalStorage<Scope>();
 
-/** The open scope of `host` in the current async context, if any. */
+/**
+ * The scope of `host` in the current async context, if it is open, or
+ * aborted: then its calls reject, so that the code of a request whose client
+ * went away cannot fall through to autocommit.
+ */
 export function currentScope(host: ScopeHost): Scope | undefined {
   const scope = current.getStore();
-  return scope !== undefined && scope.host === host && scope.isOpen ? scope : undefined;
+  return scope !== undefined && scope.host === host && (scope.isOpen || scope.isAborted) ? scope : undefined;
 }
 
 /** Runs `fn` in a new scope of `host`, or joins the open one (nested scopes join the outer one). */
@@ -94,6 +98,16 @@ export class ScopeHandle {
   finish(decision: ScopeDecision): Promise<void> {
     return this.scope.finish(decision);
   }
+
+  /**
+   * The request went away (the client hung up): rolls back like
+   * `finish('rollback')`, and from then on the code still running in the
+   * scope gets `ERR_SCOPE_CLOSED` from `getConnection`, `begin`, `query`,
+   * `execute` and `transaction`, instead of a connection outside the scope.
+   */
+  abort(): Promise<void> {
+    return this.scope.abort();
+  }
 }
 
 /** Opens a scope of `host` by hand (see `ScopeHandle`). */
@@ -106,6 +120,7 @@ export class Scope {
   private shared: Promise<Entry> | undefined;
   private state: 'open' | 'deciding' | 'closed' = 'open';
   private finishing: Promise<void> | undefined;
+  private aborted = false;
 
   constructor(readonly host: ScopeHost) {}
 
@@ -113,15 +128,28 @@ export class Scope {
     return this.state === 'open';
   }
 
+  /** True once `abort` was called on the open scope. */
+  get isAborted(): boolean {
+    return this.aborted;
+  }
+
   /** A connection of its own for the code, inside the scope's transaction. */
   async getConnection(): Promise<PoolConnection> {
+    if (this.aborted) throw new ScopeClosedError('getConnection', true);
     return (await this.enlist()).view;
   }
 
   /** The connection `pool.query` / `pool.execute` share inside the scope. */
   async sharedConnection(): Promise<PoolConnection> {
+    if (this.aborted) throw new ScopeClosedError('query', true);
     this.shared ??= this.enlist();
     return (await this.shared).inner;
+  }
+
+  /** Rolls back (unless already deciding) and makes the scope's later calls reject. */
+  abort(): Promise<void> {
+    if (this.state === 'open') this.aborted = true;
+    return this.finish('rollback');
   }
 
   /**
@@ -174,13 +202,23 @@ export class Scope {
   }
 
   private async enlist(): Promise<Entry> {
-    if (this.state !== 'open') throw new Error('unreachable: enlist on a closed scope');
     const inner = await this.host.acquireForScope();
+    if (this.state !== 'open') {
+      // The scope ended while we waited for the connection: it must not reach the code.
+      inner.release();
+      throw new ScopeClosedError('getConnection', this.aborted);
+    }
     try {
       await inner.beginTransaction(); // the scope's unit of work (guarded before it is written)
     } catch (error) {
       inner.release();
       throw error;
+    }
+    if (this.state !== 'open') {
+      // Ended during BEGIN: finish() did not see this one. Undo the BEGIN and give it back.
+      await inner.rollback().catch(() => inner.destroy());
+      inner.release();
+      throw new ScopeClosedError('getConnection', this.aborted);
     }
     const entry: Entry = { inner, view: new PoolConnection(this.viewOwner(inner), inner.session, inner.takenAt) };
     this.entries.push(entry);
