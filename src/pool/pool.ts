@@ -144,13 +144,18 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
    * (`using`, or losing it), after which the pool rolls it back.
    */
   begin(options?: BeginOptions): Promise<Transaction> {
+    return this.openTransaction(options, true);
+  }
+
+  /** `watched`: guarded by the FinalizationRegistry (handles the user holds; not the runner's own). */
+  private openTransaction(options: BeginOptions | undefined, watched: boolean): Promise<Transaction> {
     try {
       beginStatements(options); // bad options fail before a connection is taken
     } catch (error) {
       return Promise.reject(error);
     }
     const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
-    return this.getConnection().then((lease) => Transaction.begin(lease, options, true, stack));
+    return this.getConnection().then((lease) => Transaction.begin(lease, options, true, stack, watched));
   }
 
   /**
@@ -160,7 +165,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
    * isolation level, read only, `timeoutMs`, `signal`, `onTimeout`, `retries`.
    */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
-    return runTransaction(() => this.begin(options), fn, options);
+    return runTransaction(() => this.openTransaction(options, false), fn, options);
   }
 
   /** Gives a connection back (same as `connection.release()`). */
@@ -261,7 +266,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
     // Stopped while BEGIN is in flight: the ROLLBACK is queued at once, ahead of the caller's next statement.
     const stoppedEarly = (): void => lease.queueRollback('ROLLBACK');
-    return runTransaction(() => Transaction.begin(lease, options, false, stack), fn, options, stoppedEarly);
+    return runTransaction(() => Transaction.begin(lease, options, false, stack, false), fn, options, stoppedEarly);
   }
 
   /** @internal */

@@ -80,11 +80,13 @@ export class Transaction {
     private readonly parent: Transaction | undefined,
     stack: string | undefined,
     savepoint?: string,
+    /** False for handles the callback runner holds to the end itself: they cannot be lost. */
+    watched = true,
   ) {
     this.savepoint = savepoint;
     const rollbackSql = savepoint ? `ROLLBACK TO SAVEPOINT ${savepoint}` : 'ROLLBACK';
     this.held = { lease, ownsLease, rollbackSql, stack, live: true };
-    lost.register(this, this.held, this.held);
+    if (watched) lost.register(this, this.held, this.held);
   }
 
   /**
@@ -94,7 +96,13 @@ export class Transaction {
    * same lease is superseded: rolled back first, never implicitly committed by
    * the new START TRANSACTION.
    */
-  static async begin(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction> {
+  static async begin(
+    lease: PoolConnection,
+    options: BeginOptions | undefined,
+    ownsLease: boolean,
+    stack: string | undefined,
+    watched = true,
+  ): Promise<Transaction> {
     const statements = beginStatements(options); // validated before any SQL is sent
     lease.activeTransaction?.deref()?.abandon('superseded');
     let sent = 0;
@@ -116,8 +124,9 @@ export class Transaction {
       }
       throw error;
     }
-    const tx = new Transaction(lease, 0, ownsLease, undefined, stack);
-    lease.activeTransaction = new WeakRef(tx);
+    const tx = new Transaction(lease, 0, ownsLease, undefined, stack, undefined, watched);
+    // A lease the handle owns is out of the user's hands: nothing else can begin on it.
+    if (!ownsLease) lease.activeTransaction = new WeakRef(tx);
     return tx;
   }
 
