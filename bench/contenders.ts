@@ -1,0 +1,72 @@
+/**
+ * The pools under comparison, behind the small surface the workloads use
+ * (mysql2/promise's and ours both fit it structurally, with no wrapper in the
+ * hot path).
+ */
+import { existsSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { createPool as createMysql2Pool } from 'mysql2/promise';
+import * as source from '../src/index';
+import type { CleanupMode } from '../src/index';
+
+type OurModule = typeof source;
+
+/** rollback-pool's pool, with its whole API (`begin()`, `transaction()`, `stats()`). */
+export type OurPool = ReturnType<OurModule['createPool']>;
+
+/** rollback-pool as benchmarked: the TypeScript source (through tsx), unless `useBuild()` was called. */
+let ours: OurModule = source;
+let ourCode = 'src/ (TypeScript through tsx)';
+
+/** Which rollback-pool code the contenders run, for the report. */
+export function ourCodeLabel(): string {
+  return ourCode;
+}
+
+/** Benchmarks the compiled package in `dir` (e.g. `dist/` after `npm run build`) instead of the source. */
+export function useBuild(dir: string): void {
+  const entry = resolve(dir, 'index.js');
+  if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
+  ours = require(entry) as OurModule;
+  const fromRoot = relative(join(__dirname, '..'), resolve(dir));
+  ourCode = `${fromRoot.startsWith('..') ? resolve(dir) : fromRoot}/ (compiled JavaScript)`;
+}
+
+export interface BenchConnection {
+  execute(sql: string, values?: number[]): Promise<unknown>;
+  beginTransaction(): Promise<void>;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+  release(): void;
+}
+
+export interface BenchPool {
+  execute(sql: string, values?: number[]): Promise<unknown>;
+  getConnection(): Promise<BenchConnection>;
+  end(): Promise<void>;
+}
+
+export type ContenderId = 'ours' | 'mysql2' | 'mysql2Reset';
+
+export interface Contender {
+  id: ContenderId;
+  label: string;
+  pool: BenchPool;
+}
+
+export const CONTENDER_LABELS: Record<ContenderId, string> = {
+  ours: 'rollback-pool',
+  mysql2: 'mysql2 (default)',
+  mysql2Reset: 'mysql2 resetOnRelease',
+};
+
+export function createContender(id: ContenderId, url: string, connectionLimit: number): Contender {
+  const pool: BenchPool =
+    id === 'ours' ? createOurPool(url, connectionLimit) : createMysql2Pool({ uri: url, connectionLimit, resetOnRelease: id === 'mysql2Reset' });
+  return { id, label: CONTENDER_LABELS[id], pool };
+}
+
+/** One of our pools, by default in the default cleanup mode. */
+export function createOurPool(url: string, connectionLimit: number, cleanup?: CleanupMode): OurPool {
+  return ours.createPool(cleanup === undefined ? { uri: url, connectionLimit } : { uri: url, connectionLimit, cleanup });
+}
