@@ -342,10 +342,8 @@ export class ResourcePool<T extends object> {
 
   private lastCreateError: unknown;
 
+  /** generic-pool rejects an acquire only once draining ("pool is draining"): that is our closed pool. */
   private readonly translateAcquireError = (error: unknown): never => {
-    if (error instanceof Error && error.name === 'TimeoutError') {
-      throw new AcquireTimeoutError(this.options.acquireTimeoutMs, this.lastCreateError);
-    }
     if (this.closed) throw new PoolClosedError();
     throw error;
   };
