@@ -289,7 +289,8 @@ describe('a failing create (wrong password)', () => {
       const pool = track(
         createPool({ host: '127.0.0.1', port: proxy.port, user: other, password: secret, database: DB_NAME, connectionLimit: 1 }),
       );
-      await expect(pool.query('SELECT 1')).rejects.toMatchObject({ code: 'ER_ACCESS_DENIED_ERROR' });
+      // A user that does not exist yet: MariaDB answers 1045 or 1698 ("using password: NO") depending on its auth-plugin negotiation.
+      await expect(pool.query('SELECT 1')).rejects.toMatchObject({ code: expect.stringMatching(/^ER_ACCESS_DENIED/) });
       await side.query('CREATE USER ?@? IDENTIFIED BY ?', [other, '%', secret]);
       await side.query(`GRANT ALL ON \`${DB_NAME}\`.* TO ?@?`, [other, '%']);
       await expect(pool.query('SELECT 1 AS ok')).resolves.toEqual([[{ ok: 1 }], expect.any(Array)]);
