@@ -20,8 +20,10 @@
  *   rejects every waiting acquirer with `ERR_POOL_CLOSED` at once (waiting
  *   acquires are tracked here; generic-pool's requests are settled later by
  *   `createSlot` returning a closed-pool failure, then discarded).
- * - Idle resources that die cannot be removed: `unwrap` on borrow and the
- *   evictor drop them.
+ * - Idle resources that die cannot be removed, and generic-pool's idle
+ *   rules are not mysql2's: idle resources live in our own stack (never in
+ *   generic-pool's idle list); `takeIdle` drops dead ones, `trimIdle` applies
+ *   maxIdle / idleTimeout.
  */
 import * as genericPool from 'generic-pool';
 import { AcquireTimeoutError, NoConnectionsError, PoolClosedError, QueueLimitError } from '../errors';
@@ -81,22 +83,6 @@ interface Waiter {
 /** A failure older than this is not delivered; the waiter gets a fresh attempt instead. */
 const FAILURE_FRESHNESS_MS = 1_000;
 
-interface Evictor {
-  evict(config: unknown, pooled: { obj: unknown; lastIdleTime: number }, availableCount: number): boolean;
-}
-type EvictorClass = new () => Evictor;
-/** generic-pool's constructor, which its typings omit; it lets us plug in mysql2's idle semantics. */
-type PoolConstructor = new <S>(
-  evictor: EvictorClass,
-  deque: unknown,
-  priorityQueue: unknown,
-  factory: genericPool.Factory<S>,
-  options: genericPool.Options,
-) => genericPool.Pool<S>;
-
-/** generic-pool's exports its typings omit. */
-const internals = genericPool as unknown as { Deque: unknown; PriorityQueue: unknown };
-
 export class ResourcePool<T extends object> {
   private readonly pool: genericPool.Pool<Slot<T>>;
   private closed = false;
@@ -116,42 +102,27 @@ export class ResourcePool<T extends object> {
     private readonly options: ResourcePoolOptions,
   ) {
     const { maxIdle, max, idleTimeoutMs } = options;
-    const isUsable = (slot: Slot<T>): boolean => !(slot instanceof CreateFailure) && factory.isUsable(slot);
-    // mysql2's rule: idle connections beyond maxIdle are closed once idle longer than idleTimeout.
-    class IdleEvictor implements Evictor {
-      evict(_config: unknown, pooled: { obj: unknown; lastIdleTime: number }, availableCount: number): boolean {
-        if (!isUsable(pooled.obj as Slot<T>)) return true;
-        return availableCount > maxIdle || Date.now() - pooled.lastIdleTime > idleTimeoutMs;
-      }
-    }
-    const trimIdle = maxIdle < max;
-    const GenericPool = genericPool.Pool as unknown as PoolConstructor;
-    this.pool = new GenericPool<Slot<T>>(
-      IdleEvictor,
-      internals.Deque,
-      internals.PriorityQueue,
+    this.pool = genericPool.createPool<Slot<T>>(
       {
         create: () => this.createSlot(),
         destroy: (slot) => (slot instanceof CreateFailure ? Promise.resolve() : factory.destroy(slot)),
       },
-      ({
+      {
         max,
         min: 0,
-        fifo: false, // LIFO, like mysql2: the warmest connection first, the coldest ones age out
-        // No testOnBorrow: it costs two promise hops per acquire; `acquire` reads the usable flag itself.
+        // No testOnBorrow: it costs two promise hops per acquire; `unwrap` reads the usable flag itself.
         testOnBorrow: false,
         autostart: false,
         // No acquireTimeoutMillis: `wait` times out the acquires that wait (see there).
+        // No evictor: idle resources live in our own idle stack, trimmed by `trimIdle`.
         destroyTimeoutMillis: 5_000,
-        evictionRunIntervalMillis: trimIdle ? Math.min(1_000, idleTimeoutMs) : 0,
-        numTestsPerEvictionRun: trimIdle ? max : 0,
-        idleTimeoutMillis: idleTimeoutMs,
-      }) as genericPool.Options, // destroyTimeoutMillis exists in 3.9.0 but not in its typings
+      } as genericPool.Options, // destroyTimeoutMillis exists in 3.9.0 but not in its typings
     );
     // Both are reported through CreateFailure / the destroy path; without a listener they would be lost silently anyway.
     this.pool.on('factoryCreateError', () => undefined);
     this.pool.on('factoryDestroyError', () => undefined);
-    if (trimIdle) {
+    if (maxIdle < max) {
+      // mysql2's rule, checked every second only when maxIdle < connectionLimit, as in mysql2.
       this.trimTimer = setInterval(() => this.trimIdle(), Math.min(1_000, idleTimeoutMs));
       this.trimTimer.unref();
     }
@@ -169,15 +140,13 @@ export class ResourcePool<T extends object> {
       }
     }
     const pool = this.pool;
-    if (pool.available === 0 && pool.size >= pool.max) {
+    if (pool.size >= pool.max) {
       if (!this.options.waitForConnections) return Promise.reject(new NoConnectionsError());
       if (this.options.queueLimit > 0 && this.waiters.size >= this.options.queueLimit) {
         return Promise.reject(new QueueLimitError());
       }
       this.options.onEnqueue();
     }
-    // A resource is free: it is handed over in the next microtask; no timer, nothing to track.
-    if (pool.available > 0) return pool.acquire().then(this.unwrap, this.translateAcquireError);
     return this.wait(pool.acquire());
   }
 
@@ -233,7 +202,7 @@ export class ResourcePool<T extends object> {
     if (slot instanceof CreateFailure || this.closed || !this.factory.isUsable(slot)) {
       this.pool.destroy(slot).catch(() => undefined);
     } else {
-      this.pool.release(slot).catch(() => undefined);
+      this.release(slot);
     }
   }
 
@@ -297,7 +266,7 @@ export class ResourcePool<T extends object> {
   counts(): ResourceCounts {
     const pool = this.pool;
     const idle = this.idle.length;
-    return { total: pool.size, idle: pool.available + idle, borrowed: pool.borrowed - idle, waiting: this.waiters.size };
+    return { total: pool.size, idle, borrowed: pool.borrowed - idle, waiting: this.waiters.size };
   }
 
   get isClosed(): boolean {
