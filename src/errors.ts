@@ -177,11 +177,19 @@ export class ScopeCommitError extends RollbackPoolError {
     /** Thread ids rolled back after the failure. */
     readonly rolledBack: number[],
     cause: unknown,
+    /**
+     * Two-phase scopes only: XA branches left prepared on the server (their
+     * connection or the server went away during the commit phase).
+     * `pool.recoverXa()` finishes them all the same way: committed if the
+     * commit decision was recorded, rolled back otherwise.
+     */
+    readonly leftPrepared: string[] = [],
   ) {
     super(
       'ERR_SCOPE_COMMIT_FAILED',
       `The scope's commit failed part way: ${committed.length} connection(s) committed, ` +
-        `${failed.length} failed, ${rolledBack.length} rolled back.`,
+        `${failed.length} failed, ${rolledBack.length} rolled back` +
+        (leftPrepared.length > 0 ? `, ${leftPrepared.length} XA branch(es) left prepared for pool.recoverXa().` : '.'),
       { cause },
     );
   }

@@ -26,7 +26,8 @@ export { PoolConnection } from './pool/lease';
 export { Transaction, type TransactionState } from './tx/transaction';
 export type { InFlightPolicy, TransactionOptions } from './tx/run';
 export type { BeginOptions, IsolationLevel } from './tx/sql';
-export { ScopeHandle, type ScopeDecision, type ScopeOptions, type ScopeOutcome } from './scope/scope';
+export { ScopeHandle, type ScopeDecision, type ScopeOptions, type ScopeOutcome, type ScopeTransactionOptions } from './scope/scope';
+export type { XaRecoveryReport } from './scope/xa';
 export type { CleanupMode, PoolOptions, RollbackPoolOwnOptions } from './options';
 export type {
   AbandonEvent,

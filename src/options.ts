@@ -27,6 +27,12 @@ export interface RollbackPoolOwnOptions {
   leakDetectionMs?: number;
   /** Record where leases were taken, for the `abandon` and `leak` events. Default false. */
   captureStacks?: boolean;
+  /**
+   * The table where two-phase request scopes record their commit decisions
+   * (`table` or `database.table`). Created on first use if missing (needs the
+   * CREATE privilege then). Default `'rollback_pool_xa_log'`.
+   */
+  xaLogTable?: string;
 }
 
 /** Everything `createPool` accepts: mysql2's PoolOptions plus ours. */
@@ -48,6 +54,8 @@ export interface ResolvedOptions {
   readonly acquireTimeoutMs: number;
   readonly leakDetectionMs: number;
   readonly captureStacks: boolean;
+  /** Escaped for SQL (`\`db\`.\`table\``). */
+  readonly xaLogTable: string;
 }
 
 /** The parts of mysql2's parsed ConnectionConfig we read (its typings declare only an interface). */
@@ -66,7 +74,7 @@ const { ConnectionConfig } = mysql2 as unknown as {
 /** mysql2 treats connectionLimit 0 as "no limit"; generic-pool needs a number. */
 const UNLIMITED = 2 ** 31 - 1;
 
-const OWN_KEYS = new Set(['cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'leakDetectionMs', 'captureStacks']);
+const OWN_KEYS = new Set(['cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'leakDetectionMs', 'captureStacks', 'xaLogTable']);
 const POOL_KEYS = new Set(['connectionLimit', 'queueLimit', 'waitForConnections', 'maxIdle', 'idleTimeout', 'resetOnRelease']);
 /** mysql2's list of connection options (lib/connection_config.js), minus pool-only and internal keys. */
 const CONNECTION_KEYS = new Set([
@@ -162,7 +170,20 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
     acquireTimeoutMs: integer(bag, 'acquireTimeoutMs', 10_000, 1),
     leakDetectionMs: integer(bag, 'leakDetectionMs', 0, 0),
     captureStacks: boolean(bag, 'captureStacks', false),
+    xaLogTable: tableName(bag, 'xaLogTable', 'rollback_pool_xa_log'),
   };
+}
+
+/** A table name, `table` or `database.table`, of plain identifier characters; returned escaped. */
+function tableName(bag: Bag, key: string, fallback: string): string {
+  const value = bag[key] ?? fallback;
+  if (typeof value !== 'string' || !/^[A-Za-z0-9_$]{1,64}(\.[A-Za-z0-9_$]{1,64})?$/.test(value)) {
+    throw new InvalidOptionError(key, "a table name such as 'rollback_pool_xa_log' or 'db.rollback_pool_xa_log'");
+  }
+  return value
+    .split('.')
+    .map((part) => mysql2.escapeId(part))
+    .join('.');
 }
 
 function withoutUndefined(bag: Bag): Bag {

@@ -3,13 +3,13 @@
  * so a begin that fails, times out or is aborted half way never leaves a transaction
  * (or a pending `SET TRANSACTION` characteristic) behind for the next user.
  *
- * A proxy (./proxy.ts) holds START TRANSACTION for a while, so that the deadline or the
+ * A proxy (../support/fault-proxy.ts) holds START TRANSACTION for a while, so that the deadline or the
  * release lands while it is in flight, and the server really does open the transaction.
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import { mysqlUrl } from '../support/db';
 import { codeOf, collect, ids, isRowLocked, nextEvent, rejection, scalar, sideDb, testPool } from './helpers';
-import { startProxy, type Proxy, type QueryAction } from './proxy';
+import { startProxy, type Proxy, type QueryAction } from '../support/fault-proxy';
 
 const db = sideDb('tx_begin_guard');
 

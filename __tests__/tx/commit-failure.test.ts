@@ -4,7 +4,7 @@
  * during COMMIT the outcome is unknown and we say so (ERR_COMMIT_OUTCOME_UNKNOWN).
  *
  * MariaDB has no natural way to make a plain COMMIT fail without losing the connection,
- * so a TCP proxy (./proxy.ts) injects the faults at exact points: it rewrites the COMMIT
+ * so a TCP proxy (../support/fault-proxy.ts) injects the faults at exact points: it rewrites the COMMIT
  * into a SIGNAL (the error packet, errno 1180 ER_ERROR_DURING_COMMIT, comes from the real
  * server), cuts the connection at the ROLLBACK, or lets COMMIT reach the server and drops
  * its reply.
@@ -12,7 +12,7 @@
 import type { RollbackPoolError } from '../../src/index';
 import { mysqlUrl } from '../support/db';
 import { codeOf, ids, isRowLocked, nextEvent, rejection, scalar, sideDb, testPool, waitUntil } from './helpers';
-import { startProxy, type Proxy, type QueryAction } from './proxy';
+import { startProxy, type Proxy, type QueryAction } from '../support/fault-proxy';
 
 const db = sideDb('tx_commit_fail');
 

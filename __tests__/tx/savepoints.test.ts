@@ -8,7 +8,7 @@
 import type { Transaction } from '../../src/index';
 import { mysqlUrl } from '../support/db';
 import { codeOf, ids, rejection, sideDb, testPool } from './helpers';
-import { startProxy } from './proxy';
+import { startProxy } from '../support/fault-proxy';
 
 const db = sideDb('tx_savepoints');
 

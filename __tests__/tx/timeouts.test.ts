@@ -25,7 +25,7 @@ import {
   threadAlive,
   waitUntil,
 } from './helpers';
-import { startProxy } from './proxy';
+import { startProxy } from '../support/fault-proxy';
 
 const db = sideDb('tx_timeouts');
 

@@ -11,7 +11,17 @@ import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../optio
 import { runTransaction, type TransactionOptions } from '../tx/run';
 import { beginStatements, type BeginOptions } from '../tx/sql';
 import { Transaction } from '../tx/transaction';
-import { currentScope, openScope, runInScope, type ScopeHandle, type ScopeHost, type ScopeOptions } from '../scope/scope';
+import * as mysql2Promise from 'mysql2/promise';
+import {
+  currentScope,
+  openScope,
+  runInScope,
+  type ScopeHandle,
+  type ScopeHost,
+  type ScopeOptions,
+  type ScopeTransactionOptions,
+} from '../scope/scope';
+import { recoverPrepared, type XaRecoveryReport } from '../scope/xa';
 import type { AbandonReason, PoolEventMap } from './events';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
@@ -105,14 +115,37 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
    * enters it, `handle.finish('commit' | 'rollback')` decides. Prefer
    * `withScope` when the work fits in one function.
    */
-  openScope(): ScopeHandle {
+  openScope(options?: ScopeTransactionOptions): ScopeHandle {
     this.scoped = true;
-    return openScope(this);
+    return openScope(this, options);
+  }
+
+  /**
+   * Finishes the XA branches of two-phase scopes that a crash (of this
+   * process, another one, or the server) left prepared: commits those whose
+   * commit decision was recorded, rolls back the others. Run it at startup,
+   * and after a `ScopeCommitError` with `leftPrepared` branches. Other
+   * applications' XA transactions are not touched. On MySQL 8 the user needs
+   * the `XA_RECOVER_ADMIN` privilege.
+   */
+  recoverXa(): Promise<XaRecoveryReport> {
+    if (this.closed) return Promise.reject(new PoolClosedError());
+    return recoverPrepared(this);
   }
 
   /** @internal */
   acquireForScope(): Promise<PoolConnection> {
     return this.takeConnection();
+  }
+
+  /** @internal A connection of its own, outside the pool (which the scope's branches may exhaust). */
+  openSideConnection(): Promise<mysql2Promise.Connection> {
+    return mysql2Promise.createConnection({ ...this.options.connection });
+  }
+
+  /** @internal */
+  get xaLogTable(): string {
+    return this.options.xaLogTable;
   }
 
   /** @internal */

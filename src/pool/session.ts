@@ -73,6 +73,12 @@ export class Session {
   rollbackOnTimeout = false;
   /** Statements written to the connection whose reply has not arrived yet. */
   inFlight = 0;
+  /**
+   * The XID of the XA branch open on this connection (two-phase request
+   * scopes), if any. A plain ROLLBACK is refused inside an XA transaction,
+   * so the pending rollback ends and rolls back this branch instead.
+   */
+  xaBranch: string | undefined;
   private flushing: Promise<boolean> | undefined;
   private gate: Promise<void> | undefined;
 
@@ -213,6 +219,7 @@ export class Session {
     });
     try {
       const restoreAutocommit = this.autocommitOff;
+      if (this.xaBranch !== undefined) await Promise.race([this.rollbackXaBranch(this.xaBranch), timeout]);
       await Promise.race([this.run('query', 'ROLLBACK', undefined), timeout]);
       if (restoreAutocommit) await Promise.race([this.run('query', 'SET autocommit=1', undefined), timeout]);
       if (this.inTransaction || this.autocommitOff) throw new RollbackFailedError('left the session inside a transaction');
@@ -229,6 +236,21 @@ export class Session {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * `XA END` (refused if the branch is already ended or prepared: fine) then
+   * `XA ROLLBACK`, which also undoes a prepared branch. Unknown XID (1397):
+   * the branch never started or is already finished.
+   */
+  private async rollbackXaBranch(xid: string): Promise<void> {
+    await this.run('query', `XA END ${xid}`, undefined).catch(() => undefined);
+    try {
+      await this.run('query', `XA ROLLBACK ${xid}`, undefined);
+    } catch (error) {
+      if ((error as { errno?: number }).errno !== 1397) throw error;
+    }
+    this.xaBranch = undefined;
   }
 
   /** COM_RESET_CONNECTION (mysql2's `resetOnRelease`). Resolves true when the session is clean. */

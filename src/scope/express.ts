@@ -26,10 +26,12 @@
  *
  * Express itself is not imported: the middleware is typed with node's http
  * types, so that it fits both Express 4 and 5.
+ *
+ * @module rollback-pool/express
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Pool } from '../pool/pool';
-import type { ScopeDecision } from './scope';
+import type { ScopeDecision, ScopeTransactionOptions } from './scope';
 import { clearHeadersForFailure, decisionForStatus, failureResponse, RequestScope } from './http';
 
 /** Express's `next`, as much of it as the middleware uses. */
@@ -42,7 +44,8 @@ export type ScopeMiddleware<Req extends IncomingMessage = IncomingMessage, Res e
   next: NextFunctionLike,
 ) => void;
 
-export interface ExpressScopeOptions<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse> {
+/** Options of the Express middleware {@link scope}. */
+export interface ExpressScopeOptions<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse> extends ScopeTransactionOptions {
   /**
    * Commit or roll back, when the response starts (`res.statusCode` is the
    * status about to be sent). Default: commit below 400, roll back otherwise.
@@ -63,7 +66,7 @@ export function scope<Req extends IncomingMessage = IncomingMessage, Res extends
 ): ScopeMiddleware<Req, Res> {
   const { decide, onError = logError } = options;
   return function rollbackPoolScope(req: Req, res: Res, next: NextFunctionLike): void {
-    const request = new RequestScope(pool.openScope());
+    const request = new RequestScope(pool.openScope({ twoPhase: options.twoPhase }));
     const settle = (): Promise<boolean> =>
       request.settle(
         () => (decide ? decide(req, res) : decisionForStatus(res.statusCode)),

@@ -20,13 +20,16 @@
  * `skip-override` mark), so its hooks apply to the whole app. Register it
  * before other plugins whose hooks use the database. Fastify is not imported
  * at run time, only its types.
+ *
+ * @module rollback-pool/fastify
  */
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { Pool } from '../pool/pool';
-import type { ScopeDecision } from './scope';
+import type { ScopeDecision, ScopeTransactionOptions } from './scope';
 import { clearHeadersForFailure, decisionForStatus, failureResponse, isStream, RequestScope } from './http';
 
-export interface FastifyScopeOptions {
+/** Options of the Fastify plugin {@link scope}. */
+export interface FastifyScopeOptions extends ScopeTransactionOptions {
   /**
    * Commit or roll back, in `onSend` (`reply.statusCode` is the status about
    * to be sent). Not asked when the request failed with an error: that always
@@ -55,7 +58,7 @@ export function scope(pool: Pool, options: FastifyScopeOptions = {}): FastifyPlu
 
   const plugin: FastifyPluginCallback = (app, _opts, done) => {
     app.addHook('onRequest', (request, reply, next) => {
-      const state: RequestState = { scope: new RequestScope(pool.openScope()), errored: false };
+      const state: RequestState = { scope: new RequestScope(pool.openScope({ twoPhase: options.twoPhase })), errored: false };
       states.set(request, state);
       // The response ended without a decision (hijacked, or the socket closed): roll back.
       reply.raw.once('close', () => {

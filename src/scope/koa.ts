@@ -22,10 +22,12 @@
  *
  * Koa is not imported, not even its types: the context is typed by the few
  * members the middleware uses, which Koa's context has.
+ *
+ * @module rollback-pool/koa
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Pool } from '../pool/pool';
-import type { ScopeDecision } from './scope';
+import type { ScopeDecision, ScopeTransactionOptions } from './scope';
 import { clearHeadersForFailure, decisionForStatus, failureBody, isStream, RequestScope } from './http';
 
 /**
@@ -44,7 +46,8 @@ export interface KoaContextLike {
   readonly app: { emit(event: 'error', ...args: unknown[]): unknown };
 }
 
-export interface KoaScopeOptions<Ctx extends KoaContextLike = KoaContextLike> {
+/** Options of the Koa middleware {@link scope}. */
+export interface KoaScopeOptions<Ctx extends KoaContextLike = KoaContextLike> extends ScopeTransactionOptions {
   /**
    * Commit or roll back, when the chain resolved (`ctx.status` is the status
    * about to be sent). Default: commit below 400, roll back otherwise. If it
@@ -67,7 +70,7 @@ export function scope<Ctx extends KoaContextLike = KoaContextLike>(pool: Pool, o
   const { decide } = options;
   const onError = options.onError ?? ((error: unknown, ctx: Ctx) => void ctx.app.emit('error', error, ctx));
   return async function rollbackPoolScope(ctx: Ctx, next: () => Promise<unknown>): Promise<void> {
-    const request = new RequestScope(pool.openScope());
+    const request = new RequestScope(pool.openScope({ twoPhase: options.twoPhase }));
     // The client hung up before the response: roll back now, not when the handler is done.
     ctx.res.once('close', () => {
       if (!request.settled) void request.rollback();

@@ -17,6 +17,7 @@ import type { AbandonReason } from '../pool/events';
 import type { LeaseOwner } from '../pool/lease';
 import { PoolConnection } from '../pool/lease';
 import type { Session } from '../pool/session';
+import { commitBranches, newGtrid, rollbackBranch, xid, type XaBranch, type XaHost } from './xa';
 
 /** What the scope's code produced: a value, or the error it threw. */
 export type ScopeOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -24,7 +25,22 @@ export type ScopeOutcome = { ok: true; value: unknown } | { ok: false; error: un
 /** What to do with every connection of the scope. */
 export type ScopeDecision = 'commit' | 'rollback';
 
-export interface ScopeOptions {
+/** How a scope's transactions are run and ended. */
+export interface ScopeTransactionOptions {
+  /**
+   * Commit all connections or none, with XA transactions (`XA START`, then
+   * `XA END` + `XA PREPARE` on every connection, a decision record, and
+   * `XA COMMIT`). Default false: one plain transaction per connection,
+   * committed in acquisition order (a failure part way leaves the earlier
+   * ones committed, and says so). Inside a two-phase scope the code cannot
+   * `COMMIT`, `ROLLBACK` or `BEGIN` itself (the server refuses them in an XA
+   * transaction). Run `pool.recoverXa()` at startup to finish what a crash
+   * left prepared.
+   */
+  twoPhase?: boolean;
+}
+
+export interface ScopeOptions extends ScopeTransactionOptions {
   /** Commit or roll back, from the outcome. Default: commit if `fn` resolved, roll back if it threw. */
   decide?: (outcome: ScopeOutcome) => ScopeDecision | Promise<ScopeDecision>;
 }
@@ -33,10 +49,12 @@ export interface ScopeOptions {
 interface Entry {
   readonly inner: PoolConnection;
   readonly view: PoolConnection;
+  /** Its XA branch, in a two-phase scope. */
+  readonly xid: string | undefined;
 }
 
 /** The pool's side of a scope: how to take a connection for it, and the owner that views delegate to. */
-export interface ScopeHost {
+export interface ScopeHost extends XaHost {
   acquireForScope(): Promise<PoolConnection>;
   readonly leaseOwner: LeaseOwner;
 }
@@ -56,7 +74,7 @@ export function currentScope(host: ScopeHost): Scope | undefined {
 /** Runs `fn` in a new scope of `host`, or joins the open one (nested scopes join the outer one). */
 export async function runInScope<T>(host: ScopeHost, fn: () => Promise<T>, options: ScopeOptions = {}): Promise<T> {
   if (currentScope(host)) return fn();
-  const scope = new Scope(host);
+  const scope = new Scope(host, options);
   let outcome: ScopeOutcome;
   try {
     outcome = { ok: true, value: await current.run(scope, fn) };
@@ -111,8 +129,8 @@ export class ScopeHandle {
 }
 
 /** Opens a scope of `host` by hand (see `ScopeHandle`). */
-export function openScope(host: ScopeHost): ScopeHandle {
-  return new ScopeHandle(new Scope(host));
+export function openScope(host: ScopeHost, options: ScopeTransactionOptions = {}): ScopeHandle {
+  return new ScopeHandle(new Scope(host, options));
 }
 
 export class Scope {
@@ -121,8 +139,16 @@ export class Scope {
   private state: 'open' | 'deciding' | 'closed' = 'open';
   private finishing: Promise<void> | undefined;
   private aborted = false;
+  /** The global transaction of a two-phase scope; its branches are numbered from 1. */
+  private readonly gtrid: string | undefined;
+  private branches = 0;
 
-  constructor(readonly host: ScopeHost) {}
+  constructor(
+    readonly host: ScopeHost,
+    options: ScopeTransactionOptions = {},
+  ) {
+    this.gtrid = options.twoPhase === true ? newGtrid(host) : undefined;
+  }
 
   get isOpen(): boolean {
     return this.state === 'open';
@@ -168,6 +194,17 @@ export class Scope {
     this.state = 'deciding';
     if (this.shared) await this.shared.catch(() => undefined); // enlisted (or failed) before we look
     for (const entry of this.entries) entry.view.release(); // leases still held are taken over
+    try {
+      if (this.gtrid !== undefined) await this.settleTwoPhase(this.gtrid, decision);
+      else await this.settleOneByOne(decision);
+    } finally {
+      for (const { inner } of this.entries) inner.release(); // anything still open is the pool's to roll back
+      this.state = 'closed';
+    }
+  }
+
+  /** Plain transactions: committed in acquisition order; a failure rolls back the rest. */
+  private async settleOneByOne(decision: ScopeDecision): Promise<void> {
     const committed: number[] = [];
     const failed: Array<{ threadId: number; error: unknown }> = [];
     const rolledBack: number[] = [];
@@ -196,9 +233,42 @@ export class Scope {
         inner.destroy(); // the server rolls back when the connection closes
       }
     }
-    for (const { inner } of this.entries) inner.release(); // anything still open is the pool's to roll back
-    this.state = 'closed';
     if (commitFailure !== undefined) throw new ScopeCommitError(committed, failed, rolledBack, commitFailure);
+  }
+
+  /**
+   * XA branches: all committed or none (see ./xa.ts). A branch whose
+   * connection was lost before the end took its work with it, so the others
+   * cannot commit either.
+   */
+  private async settleTwoPhase(gtrid: string, decision: ScopeDecision): Promise<void> {
+    const branches: XaBranch[] = [];
+    const lost: Array<{ threadId: number; error: unknown }> = [];
+    for (const { inner, xid } of this.entries) {
+      if (xid === undefined) continue;
+      if (inner.isReleased || inner.session.state !== 'leased') {
+        lost.push({ threadId: inner.threadId, error: new Error('the connection was closed before the scope ended: its work is lost') });
+        inner.destroy();
+      } else branches.push({ lease: inner, xid });
+    }
+    if (decision === 'rollback' || lost.length > 0) {
+      const rolledBack: number[] = [];
+      for (const branch of branches) {
+        if (await rollbackBranch(branch)) rolledBack.push(branch.lease.threadId);
+        else lost.push({ threadId: branch.lease.threadId, error: new Error('XA ROLLBACK failed: the connection was closed') });
+      }
+      if (decision === 'commit') throw new ScopeCommitError([], lost, rolledBack, lost[0]?.error);
+      return;
+    }
+    const outcome = await commitBranches(this.host, gtrid, branches);
+    if (outcome.failure === undefined) return;
+    throw new ScopeCommitError(
+      outcome.committed.map((b) => b.lease.threadId),
+      outcome.failed.map(({ branch, error }) => ({ threadId: branch.lease.threadId, error })),
+      outcome.rolledBack.map((b) => b.lease.threadId),
+      outcome.failure,
+      outcome.leftPrepared.map((b) => b.xid),
+    );
   }
 
   private async enlist(): Promise<Entry> {
@@ -208,19 +278,27 @@ export class Scope {
       inner.release();
       throw new ScopeClosedError('getConnection', this.aborted);
     }
+    const branch = this.gtrid === undefined ? undefined : xid(this.gtrid, String(++this.branches));
     try {
-      await inner.beginTransaction(); // the scope's unit of work (guarded before it is written)
+      // The scope's unit of work (guarded before it is written: a failed start is still rolled back).
+      if (branch === undefined) await inner.beginTransaction();
+      else {
+        inner.armTransactionGuard();
+        inner.session.xaBranch = branch;
+        await inner.query(`XA START ${branch}`);
+      }
     } catch (error) {
       inner.release();
       throw error;
     }
     if (this.state !== 'open') {
       // Ended during BEGIN: finish() did not see this one. Undo the BEGIN and give it back.
-      await inner.rollback().catch(() => inner.destroy());
+      if (branch === undefined) await inner.rollback().catch(() => inner.destroy());
+      else await rollbackBranch({ lease: inner, xid: branch });
       inner.release();
       throw new ScopeClosedError('getConnection', this.aborted);
     }
-    const entry: Entry = { inner, view: new PoolConnection(this.viewOwner(inner), inner.session, inner.takenAt) };
+    const entry: Entry = { inner, view: new PoolConnection(this.viewOwner(inner), inner.session, inner.takenAt), xid: branch };
     this.entries.push(entry);
     return entry;
   }
@@ -239,7 +317,8 @@ export class Scope {
       captureStacks: owner.captureStacks,
       captureCaller: (below) => owner.captureCaller(below),
       releaseSession: (_session: Session, _lease: PoolConnection, why?: AbandonReason) => {
-        if (why !== undefined) inner.queueRollback('ROLLBACK');
+        // An XA branch cannot take a plain ROLLBACK: it is rolled back with the scope.
+        if (why !== undefined && inner.session.xaBranch === undefined) inner.queueRollback('ROLLBACK');
       },
       destroySession: () => inner.destroy(),
       reportRollbackError: (session, error) => owner.reportRollbackError(session, error),
