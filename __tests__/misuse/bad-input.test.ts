@@ -246,12 +246,7 @@ register('bad transaction options: rejected before any SQL, and what was open st
     left: { committed: [0, 1], idle: 1, counters: { abandoned: 0 } },
   },
   {
-    // BUG: beginStatements() (src/tx/sql.ts) checks only the three keys it knows and ignores any
-    // other, so a typo in pool.begin()/conn.begin() options is silently dropped: this begins a
-    // REPEATABLE READ transaction. createPool and pool.transaction() reject unknown keys
-    // (ERR_INVALID_OPTION naming the key); README: "Options, validated before any SQL is sent".
     name: 'pool.begin({ isolationLevl: "SERIALIZABLE" }) (a typo): rejects naming the key',
-    bug: 'unknown keys in begin options are silently ignored',
     run: async ({ pool }) => {
       const outcome = await settle(pool.begin({ isolationLevl: 'SERIALIZABLE' } as never));
       if (outcome.ok) await outcome.value.rollback();
@@ -261,10 +256,7 @@ register('bad transaction options: rejected before any SQL, and what was open st
     left: { committed: [0], idle: 1, counters: { abandoned: 0 } },
   },
   {
-    // BUG: same root cause. A caller who reads timeoutMs in the TransactionOptions docs and passes it
-    // to a handle gets a transaction with no timeout at all, and no error.
     name: 'conn.begin({ timeoutMs: 50 }) (a runner-only option on a handle): rejects naming the key',
-    bug: 'unknown keys in begin options are silently ignored',
     run: async ({ pool }) => {
       const conn = await pool.getConnection();
       const outcome = await settle(conn.begin({ timeoutMs: 50 } as never));
@@ -587,14 +579,7 @@ register('commit twice', [
     left: { committed: [0, 1, 2], idle: 1, counters: { abandoned: 0, rolledBack: 0 } },
   },
   {
-    // BUG: Transaction.commit() (src/tx/transaction.ts) stays 'active' while its COMMIT is in flight,
-    // so a second commit() in the same tick passes closedError() and sends a second COMMIT. Both
-    // resolve; and when the first completes, releaseOwnedLease() releases the lease while the
-    // second COMMIT is still in flight, so Session.release() sees inFlight > 0 and the pool reports a
-    // spurious `abandon` (reason released-in-transaction), counts it, and runs a needless ROLLBACK.
-    // Expected: the second call rejects with ERR_TX_CLOSED (or shares the first's promise), no abandon.
     name: 'pool.begin: two commit() calls at once: one COMMIT, no abandon reported',
-    bug: 'concurrent commit() sends COMMIT twice and reports a spurious abandon',
     run: async ({ pool, ins }) => {
       const tx = await pool.begin();
       await tx.query(ins(1));
@@ -607,12 +592,7 @@ register('commit twice', [
     left: { committed: [0, 1], idle: 1, counters: { abandoned: 0, rolledBack: 0 } },
   },
   {
-    // BUG: same root cause. rollback() while COMMIT is in flight passes closedError() (still
-    // 'active'), sends ROLLBACK behind the COMMIT and resolves, although the COMMIT made the rows
-    // permanent (tx.state ends 'committed'). A caller told "rolled back" must be able to rely on it.
-    // Expected: rollback() rejects with ERR_TX_CLOSED (the COMMIT was already sent).
     name: 'pool.begin: rollback() while commit() is in flight does not claim to have rolled back',
-    bug: 'rollback() during an in-flight commit() resolves although the rows were committed',
     run: async ({ pool, ins }) => {
       const tx = await pool.begin();
       await tx.query(ins(1));

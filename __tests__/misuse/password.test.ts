@@ -282,7 +282,7 @@ describe('no password in any error, event or log line', () => {
   // lease or of a transaction handle succeeds and contains it (src/pool/pool.ts Pool has no
   // [util.inspect.custom] / toJSON; PoolConnection and Transaction reach it through their owner/lease).
   // (Structured loggers such as pino show it for mysql2's pool too: that part is parity.)
-  test.failing('console.log(pool), util.inspect(pool) and JSON.stringify of the pool, a lease or a transaction do not show the password [known bug]', async () => {
+  test('console.log(pool), util.inspect(pool) and JSON.stringify of the pool, a lease or a transaction do not show the password', async () => {
     const pool = createPool({ host: DB_HOST, port: DB_PORT, user, password: PASSWORD, database: DB_NAME, connectionLimit: 1 });
     const evidence: Evidence = { errors: [], events: [], output: [] };
     const stop = collect(pool, evidence);

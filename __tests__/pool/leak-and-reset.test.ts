@@ -77,7 +77,7 @@ test('a leaked transaction handle (pool.begin) is reported once, pointing at the
 // it, end() never goes through it), and the timer only checks lease.isReleased. So a pool that was
 // ended emits `leak` for a connection it already closed, leakDetectionMs later. Expected: no event
 // from an ended pool (the connection is gone; there is nothing left to leak).
-test.failing('a lease still out when the pool is ended is not reported as a leak afterwards [known bug]', async () => {
+test('a lease still out when the pool is ended is not reported as a leak afterwards', async () => {
   const pool = createPool({ uri: mysqlUrl(), connectionLimit: 1, leakDetectionMs: 150 });
   const leaks: LeakEvent[] = [];
   pool.on('leak', (event) => leaks.push(event));

@@ -13,7 +13,9 @@ import type {
   QueryResult,
   QueryValues,
 } from 'mysql2';
+import type { InspectOptions } from 'node:util';
 import { LeaseReleasedError, PoolClosedError, RollbackFailedError } from '../errors';
+import { inspectAs, inspectSymbol } from '../inspect';
 import type { BeginOptions } from '../tx/sql';
 import type { Transaction } from '../tx/transaction';
 import type { TransactionOptions } from '../tx/run';
@@ -154,6 +156,16 @@ export class PoolConnection {
   /** Formats SQL with values, as mysql2. */
   format(sql: string, values?: unknown): string {
     return this.session.raw.format(sql, values as never);
+  }
+
+  /** What `JSON.stringify(conn)` shows: never the connection options. */
+  toJSON(): { threadId: number; released: boolean } {
+    return { threadId: this.threadId, released: this.released };
+  }
+
+  /** What `console.log(conn)` shows: the same summary as `toJSON()`. */
+  [inspectSymbol](_depth: number, options: InspectOptions): string {
+    return inspectAs('PoolConnection', this.toJSON(), options);
   }
 
   /** `using conn = await pool.getConnection()`: releases at the end of the block. */

@@ -4,12 +4,14 @@
  * rollback, or destroyed), emits events and keeps the counters.
  */
 import { EventEmitter } from 'node:events';
+import type { InspectOptions } from 'node:util';
 import * as mysql2 from 'mysql2';
 import type { Connection as RawConnection, ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
 import { PoolClosedError, type RollbackFailedError } from '../errors';
+import { describeConnection, inspectAs, inspectSymbol } from '../inspect';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options';
 import { runTransaction, type TransactionOptions } from '../tx/run';
-import { beginStatements, type BeginOptions } from '../tx/sql';
+import { beginStatements, checkBeginKeys, type BeginOptions } from '../tx/sql';
 import { Transaction } from '../tx/transaction';
 import * as mysql2Promise from 'mysql2/promise';
 import {
@@ -155,6 +157,10 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   /** Takes a connection for several statements; give it back with `release()`. */
   getConnection(): Promise<PoolConnection> {
+    if (typeof arguments[0] === 'function') {
+      // mysql2's promise pool would ignore it and the callback would never run; the callback API is `pool.pool`.
+      throw new Error('Callback function is not available with promise clients.');
+    }
     if (this.scoped) {
       const scope = currentScope(this);
       if (scope) return scope.getConnection();
@@ -177,6 +183,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
    * (`using`, or losing it), after which the pool rolls it back.
    */
   begin(options?: BeginOptions): Promise<Transaction> {
+    try {
+      checkBeginKeys(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.openTransaction(options, true);
   }
 
@@ -269,6 +280,16 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     return this.ending;
   }
 
+  /** What `JSON.stringify(pool)` shows: where it connects and its stats, never the password. */
+  toJSON(): { connection: ReturnType<typeof describeConnection>; closed: boolean; stats: PoolStats } {
+    return { connection: describeConnection(this.options.connection), closed: this.closed, stats: this.stats() };
+  }
+
+  /** What `console.log(pool)` shows: the same summary as `toJSON()`. */
+  [inspectSymbol](_depth: number, options: InspectOptions): string {
+    return inspectAs('Pool', this.toJSON(), options);
+  }
+
   /** `await using pool = createPool(...)`: ends the pool at the end of the block. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.end();
@@ -291,6 +312,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   /** @internal */
   beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction> {
+    try {
+      checkBeginKeys(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return Transaction.begin(lease, options, ownsLease, stack);
   }
 
@@ -504,7 +530,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private watchForLeak(lease: PoolConnection): void {
     const takenAt = Date.now();
     lease.leakTimer = setTimeout(() => {
-      if (lease.isReleased) return;
+      if (lease.isReleased || this.closed) return; // end() took every connection back: nothing is held any more
       this.notify('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
     }, this.options.leakDetectionMs);
     lease.leakTimer.unref();

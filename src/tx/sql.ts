@@ -19,6 +19,19 @@ export interface BeginOptions {
   consistentSnapshot?: boolean;
 }
 
+const BEGIN_KEYS = new Set(['isolationLevel', 'readOnly', 'consistentSnapshot']);
+
+/**
+ * `begin()` takes only `BeginOptions`: a misspelt key would otherwise begin a
+ * transaction without the characteristic the caller asked for.
+ */
+export function checkBeginKeys(options: BeginOptions | undefined): void {
+  if (options === null || typeof options !== 'object') return; // beginStatements names that error
+  for (const key of Object.keys(options)) {
+    if (!BEGIN_KEYS.has(key)) throw new InvalidOptionError(key, 'no such begin() option (isolationLevel, readOnly, consistentSnapshot)');
+  }
+}
+
 /** The statements that begin a transaction, in order. Throws `ERR_INVALID_OPTION` before any SQL is sent. */
 export function beginStatements(options: BeginOptions = {}): string[] {
   if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'an options object');

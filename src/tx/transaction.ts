@@ -11,7 +11,9 @@
  * Only `active` sends anything. Every other state rejects at once with a typed
  * error, so a late statement never reaches the server.
  */
+import type { InspectOptions } from 'node:util';
 import type { ExecuteValues, FieldPacket, QueryError, QueryOptions, QueryResult, QueryValues } from 'mysql2';
+import { inspectAs, inspectSymbol } from '../inspect';
 import {
   CommitOutcomeUnknownError,
   RollbackFailedError,
@@ -62,6 +64,8 @@ export class Transaction {
   private stateValue: TransactionState = 'active';
   /** Why it was abandoned: the error late calls reject with. */
   private abandonedBy: Error | undefined;
+  /** A COMMIT (or RELEASE SAVEPOINT) was sent and has not been answered yet. */
+  private committing = false;
   private child: Transaction | undefined;
   /** An abandoned savepoint whose ROLLBACK TO failed: the whole transaction must not commit. */
   private poison: RollbackFailedError | undefined;
@@ -130,7 +134,7 @@ export class Transaction {
     return tx;
   }
 
-  /** `active`, `committed`, `rolledBack`, `abandoned` or `endedByServer`. */
+  /** `active`, `committed`, `rolledBack`, `abandoned`, `endedByServer` or `outcomeUnknown`. */
   get state(): TransactionState {
     return this.stateValue;
   }
@@ -192,14 +196,22 @@ export class Transaction {
       await this.rollback().catch(() => undefined);
       throw this.poison;
     }
+    // Until the server answers, the handle takes nothing else: a second commit() or a rollback()
+    // would otherwise be sent after the COMMIT and report an outcome that is not the real one.
+    this.committing = true;
     if (this.savepoint) {
-      await this.send('query', `RELEASE SAVEPOINT ${this.savepoint}`, undefined, true);
+      try {
+        await this.send('query', `RELEASE SAVEPOINT ${this.savepoint}`, undefined, true);
+      } finally {
+        this.committing = false;
+      }
       this.end('committed');
       return;
     }
     try {
       await this.send('query', 'COMMIT', undefined, true);
     } catch (error) {
+      this.committing = false;
       if ((error as QueryError).fatal) {
         this.end('outcomeUnknown'); // never guess; the handle must not be reused either way
         this.releaseOwnedLease();
@@ -214,6 +226,7 @@ export class Transaction {
       this.releaseOwnedLease();
       throw error;
     }
+    this.committing = false;
     this.end('committed');
     this.releaseOwnedLease();
   }
@@ -232,19 +245,29 @@ export class Transaction {
     }
   }
 
+  /** What `JSON.stringify(tx)` shows: never the connection options. */
+  toJSON(): { state: TransactionState; threadId: number; savepoint: string | undefined } {
+    return { state: this.stateValue, threadId: this.lease.threadId, savepoint: this.savepoint };
+  }
+
+  /** What `console.log(tx)` shows: the same summary as `toJSON()`. */
+  [inspectSymbol](_depth: number, options: InspectOptions): string {
+    return inspectAs('Transaction', this.toJSON(), options);
+  }
+
   /**
    * `using tx = await pool.begin()`: if still active at the end of the block,
    * abandons it: synchronous, never throws; the rollback runs in the background
    * before the connection serves anything else.
    */
   [Symbol.dispose](): void {
-    if (this.stateValue === 'active') this.abandon('disposed');
+    if (this.stateValue === 'active' && !this.committing) this.abandon('disposed');
     else if (this.stateValue === 'endedByServer' && this.ownsLease) this.lease.release();
   }
 
   /** `await using tx = await pool.begin()`: if still active, rolls back now and lets a rollback error surface. */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (this.stateValue === 'active' || this.stateValue === 'endedByServer') await this.rollback();
+    if ((this.stateValue === 'active' && !this.committing) || this.stateValue === 'endedByServer') await this.rollback();
   }
 
   /**
@@ -306,7 +329,7 @@ export class Transaction {
           this.end('abandoned');
           return this.abandonedBy;
         }
-        return undefined;
+        return this.committing ? new TransactionClosedError(method, 'being committed') : undefined;
       case 'abandoned':
         return this.abandonedBy ?? new TransactionAbandonedError(method, 'abandoned');
       case 'endedByServer':
