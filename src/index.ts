@@ -23,6 +23,7 @@ export function createPool(options: PoolOptions | string): Pool {
 
 export { Pool, type PoolStats } from './pool/pool';
 export { PoolConnection } from './pool/lease';
+export { CallbackConnection, CallbackPool, type StatementCallback } from './pool/callback';
 export { Transaction, type TransactionState } from './tx/transaction';
 export type { InFlightPolicy, TransactionOptions } from './tx/run';
 export type { BeginOptions, IsolationLevel } from './tx/sql';
@@ -38,4 +39,5 @@ export type {
   RollbackErrorEvent,
   RollbackEvent,
 } from './pool/events';
+export { CHANNEL_NAMES, type DiagnosticsMessages, type ReleaseOutcome } from './pool/diagnostics';
 export * from './errors';

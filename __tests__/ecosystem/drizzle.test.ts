@@ -184,15 +184,9 @@ describe('queries and transactions', () => {
 });
 
 describe('streaming iterator', () => {
-  // FAILS TODAY (a compatibility gap, not a leak): Drizzle's iterator does
-  // `(await pool.getConnection()).connection` and then `conn.query(...).stream()` /
-  // `conn.end()` on mysql2's *callback* PoolConnection (mysql2/promise's
-  // PoolConnection.connection). Our lease has no `connection` property, so `conn` is
-  // undefined and the iterator throws `TypeError: Cannot read properties of undefined
-  // (reading 'query')`. Worse, it throws before its try/finally, so the lease it took
-  // is never released (stats: leased stays 1). Flip to `test` once the lease exposes a
-  // callback face as `.connection` whose `.end()` releases the lease.
-  test.failing('db.select().from(t).iterator() streams rows; afterwards the connection is back in the pool, clean', async () => {
+  // Drizzle's iterator streams on the lease's callback face: `(await pool.getConnection()).connection`,
+  // `conn.query(...).stream()`, then `conn.end()` to give it back.
+  test('db.select().from(t).iterator() streams rows; afterwards the connection is back in the pool, clean', async () => {
     const solo = createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 2_000 });
     try {
       await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (60, 'iter', 0), (61, 'iter', 1), (62, 'iter', 2)`);
@@ -211,8 +205,8 @@ describe('streaming iterator', () => {
     }
   });
 
-  // Same gap inside a transaction: the client is the lease itself, `lease.connection` is undefined.
-  test.failing('tx.select().from(t).iterator() inside db.transaction streams rows', async () => {
+  // Inside a transaction the client is the lease itself: its `.connection` streams on the transaction's connection.
+  test('tx.select().from(t).iterator() inside db.transaction streams rows', async () => {
     const db = drizzle({ client: asClient(pool) });
     await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (70, 'iter-tx', 0), (71, 'iter-tx', 1)`);
     const seen = await db.transaction(async (tx) => {

@@ -16,6 +16,7 @@ import type {
 import type { InspectOptions } from 'node:util';
 import { LeaseReleasedError, PoolClosedError, RollbackFailedError } from '../errors';
 import { inspectAs, inspectSymbol } from '../inspect';
+import { CallbackConnection } from './callback';
 import type { BeginOptions } from '../tx/sql';
 import type { Transaction } from '../tx/transaction';
 import type { TransactionOptions } from '../tx/run';
@@ -51,6 +52,18 @@ export class PoolConnection {
     takenAt: string | undefined,
   ) {
     this.takenAt = takenAt;
+  }
+
+  private callbackFace: CallbackConnection | undefined;
+
+  /**
+   * This lease with mysql2's callback API (`query(sql, values, cb)`, streams
+   * with `query(sql).stream()`, `release()`), as on mysql2/promise's
+   * PoolConnection. Fenced and tracked like the lease itself.
+   */
+  get connection(): CallbackConnection {
+    this.callbackFace ??= new CallbackConnection(this);
+    return this.callbackFace;
   }
 
   /** The server's id for this connection (`CONNECTION_ID()`). */
@@ -251,8 +264,14 @@ export class PoolConnection {
 
   /** The rejection for a call on a fenced lease, or undefined when the call may proceed. */
   private fence(method: string): Promise<never> | undefined {
-    if (this.released) return Promise.reject(new LeaseReleasedError(method));
-    if (this.owner.closed) return Promise.reject(new PoolClosedError());
+    const error = this.fencedError(method);
+    return error === undefined ? undefined : Promise.reject(error);
+  }
+
+  /** @internal The error a call on this lease gets now, or undefined when it may proceed. */
+  fencedError(method: string): Error | undefined {
+    if (this.released) return new LeaseReleasedError(method);
+    if (this.owner.closed) return new PoolClosedError();
     return undefined;
   }
 }

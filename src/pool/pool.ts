@@ -25,6 +25,8 @@ import {
 } from '../scope/scope';
 import { recoverPrepared, type XaRecoveryReport } from '../scope/xa';
 import type { AbandonReason, PoolEventMap } from './events';
+import { CallbackPool } from './callback';
+import { channels, publish, type DiagnosticsMessages } from './diagnostics';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
 import { Session, type QueryOutcome, type SessionHooks, type StackHolder } from './session';
@@ -153,6 +155,19 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** @internal */
   get leaseOwner(): LeaseOwner {
     return this;
+  }
+
+  private callbackFace: CallbackPool | undefined;
+
+  /**
+   * This pool with mysql2's callback API (`getConnection(cb)`, `query(sql,
+   * values, cb)`, `end(cb)`), as on mysql2/promise's Pool: for libraries that
+   * take a callback pool, such as Kysely's `MysqlDialect({ pool: pool.pool })`.
+   * Every connection it hands out is fenced and tracked like the promise API's.
+   */
+  get pool(): CallbackPool {
+    this.callbackFace ??= new CallbackPool(this);
+    return this.callbackFace;
   }
 
   /** Takes a connection for several statements; give it back with `release()`. */
@@ -357,13 +372,17 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** @internal A transaction on a lease that stays in use was abandoned (its ROLLBACK is queued). */
   reportAbandon(session: Session, why: AbandonReason, stack: string | undefined): void {
     this.counters.abandoned++;
-    this.notify('abandon', { threadId: session.threadId, reason: why, stack });
+    this.report('abandon', { threadId: session.threadId, reason: why, stack });
   }
 
   /** @internal A lease ended: decide the session's fate. Synchronous, never throws. */
   releaseSession(session: Session, lease?: PoolConnection, why: AbandonReason = 'released-in-transaction', stack?: string): void {
     if (lease?.leakTimer) clearTimeout(lease.leakTimer);
-    switch (session.release()) {
+    const outcome = session.release();
+    if (channels.release.hasSubscribers) {
+      publish('release', { pool: this, threadId: session.threadId, heldMs: performance.now() - session.checkedOutAt, outcome });
+    }
+    switch (outcome) {
       case 'clean':
         if (this.options.resetOnRelease) {
           void session.reset().then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
@@ -383,7 +402,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           // Lazy mode: back to the pool flagged; the next checkout runs the ROLLBACK first.
           this.giveBack(session, 'release');
         }
-        this.notify('abandon', { threadId: session.threadId, reason: why, stack: stack ?? lease?.takenAt });
+        this.report('abandon', { threadId: session.threadId, reason: why, stack: stack ?? lease?.takenAt });
         return;
     }
   }
@@ -400,25 +419,31 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** @internal */
   onRollback(session: Session, durationMs: number): void {
     this.counters.rolledBack++;
-    this.notify('rollback', { threadId: session.threadId, durationMs });
+    this.report('rollback', { threadId: session.threadId, durationMs });
   }
 
   /** @internal */
   onRollbackError(session: Session, error: RollbackFailedError): void {
     this.counters.rollbackFailures++;
-    this.notify('rollbackError', { threadId: session.threadId, error });
+    this.report('rollbackError', { threadId: session.threadId, error });
   }
 
   /** @internal */
   onBroken(session: Session, reason: string, error?: unknown): void {
     this.counters.destroyed++;
-    this.notify('destroy', { threadId: session.threadId, reason, error });
+    this.report('destroy', { threadId: session.threadId, reason, error });
   }
 
   // ---- internals ----------------------------------------------------------------------
 
   private notify<K extends keyof PoolEventMap>(event: K, ...args: PoolEventMap[K]): void {
     if (this.listenerCount(event) > 0) emitSafely(this, event, args);
+  }
+
+  /** Emits a pool event and publishes it on its diagnostics channel. */
+  private report<K extends 'abandon' | 'rollback' | 'rollbackError' | 'destroy' | 'leak'>(kind: K, event: PoolEventMap[K][0]): void {
+    this.notify(kind, ...([event] as PoolEventMap[K]));
+    publish(kind, { ...event, pool: this } as DiagnosticsMessages[K]);
   }
 
   private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<QueryOutcome> {
@@ -435,7 +460,10 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
     const idle = this.resources.isClosed ? undefined : this.resources.takeIdle();
     const ready = idle === undefined ? this.acquireSession() : this.checkout(idle);
-    if (ready instanceof Session) return ready.run(method, sql, values, caller, this.releaseAfterRun);
+    if (ready instanceof Session) {
+      if (idle !== undefined) publish('acquire', { pool: this, threadId: ready.threadId, waitMs: 0 });
+      return ready.run(method, sql, values, caller, this.releaseAfterRun);
+    }
     return ready.then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
   }
 
@@ -444,7 +472,12 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   /** A session that is clean and checked out: pending ROLLBACKs are run first, failures replaced. */
   private acquireSession(): Promise<Session> {
-    return this.resources.acquire();
+    if (!channels.acquire.hasSubscribers) return this.resources.acquire();
+    const requestedAt = performance.now();
+    return this.resources.acquire().then((session) => {
+      publish('acquire', { pool: this, threadId: session.threadId, waitMs: performance.now() - requestedAt });
+      return session;
+    });
   }
 
   /** Called by the resource pool on every session it hands out: a pending ROLLBACK runs first. */
@@ -531,7 +564,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     const takenAt = Date.now();
     lease.leakTimer = setTimeout(() => {
       if (lease.isReleased || this.closed) return; // end() took every connection back: nothing is held any more
-      this.notify('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
+      this.report('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
     }, this.options.leakDetectionMs);
     lease.leakTimer.unref();
   }

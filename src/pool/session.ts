@@ -16,7 +16,7 @@
  * of every OK packet (IN_TRANS, AUTOCOMMIT), and uncertainty (a statement still
  * in flight when the lease is given up).
  */
-import type { Connection as RawConnection, FieldPacket, QueryError, QueryOptions, QueryResult } from 'mysql2';
+import type { Connection as RawConnection, FieldPacket, Query as QueryCommand, QueryError, QueryOptions, QueryResult } from 'mysql2';
 import { ConnectionLostError, RollbackFailedError } from '../errors';
 
 export type SessionState = 'idle' | 'leased' | 'pendingRollback' | 'broken' | 'destroyed';
@@ -44,7 +44,7 @@ export const ER_LOCK_DEADLOCK = 1213;
 /** Only the statement is rolled back, unless innodb_rollback_on_timeout is ON. */
 export const ER_LOCK_WAIT_TIMEOUT = 1205;
 
-type Callback = (err: QueryError | null, rows?: unknown, fields?: unknown) => void;
+export type Callback = (err: QueryError | null, rows?: unknown, fields?: unknown) => void;
 
 /** The two mysql2 internals `destroy()` needs (lib/base/connection.js). */
 interface MysqlInternals {
@@ -73,6 +73,8 @@ export class Session {
   rollbackOnTimeout = false;
   /** Statements written to the connection whose reply has not arrived yet. */
   inFlight = 0;
+  /** When the current lease began (`performance.now()`), for the release's `heldMs`. */
+  checkedOutAt = 0;
   /**
    * The XID of the XA branch open on this connection (two-phase request
    * scopes), if any. A plain ROLLBACK is refused inside an XA transaction,
@@ -105,6 +107,7 @@ export class Session {
   checkout(): void {
     this.state = 'leased';
     this.generation++;
+    this.checkedOutAt = performance.now();
   }
 
   /** leased -> idle | pendingRollback | broken. Synchronous, never throws. */
@@ -158,6 +161,40 @@ export class Session {
         throw error;
       }
     });
+  }
+
+  /**
+   * Sends a mysql2 `Query` command built by the callback API (`lease.connection`,
+   * `pool.pool`), in callback or stream mode, tracked like `run`: counted in
+   * flight until mysql2 says it ended, its OK packets' status flags observed.
+   * In callback mode the command's callback is already wrapped by the caller
+   * (see `trackCallback`); in stream mode the OK packets arrive as `result` events.
+   */
+  sendQuery(command: QueryCommand, streaming: boolean): void {
+    this.inFlight++;
+    command.once('end', () => {
+      this.inFlight--;
+    });
+    if (streaming) {
+      command.on('result', (row: unknown) => {
+        if (isResultSetHeader(row)) this.observe(row, undefined);
+      });
+      command.prependListener('error', (err: QueryError) => this.observeError(err));
+    }
+    if (this.gate) {
+      void this.gate.then(() => this.raw.query(command));
+      return;
+    }
+    this.raw.query(command);
+  }
+
+  /** Wraps a callback-mode command's callback: the result's status is observed before the caller sees it. */
+  trackCallback(callback: Callback): Callback {
+    return (err, rows, fields) => {
+      if (err) this.observeError(err);
+      else this.observe(rows, fields);
+      callback(err, rows, fields);
+    };
   }
 
   /** COM_PING, tracked like a statement. */
@@ -360,6 +397,11 @@ export class Session {
 
 function noop(): void {
   return undefined;
+}
+
+/** An OK packet of a streamed result (mysql2 emits it as a `result` event, like the rows). */
+function isResultSetHeader(row: unknown): row is { serverStatus: number } {
+  return typeof row === 'object' && row !== null && row.constructor?.name === 'ResultSetHeader';
 }
 
 /** Same as mysql2/promise: the error keeps its identity and fields, its stack shows the caller. */
