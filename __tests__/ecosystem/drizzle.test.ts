@@ -347,15 +347,12 @@ describe('a Drizzle transaction cut off before its rollback cannot leak', () => 
 });
 
 describe('transaction characteristics', () => {
-  // FAILS TODAY (a gap in "nothing of an abandoned transaction reaches the next user"):
-  // `SET TRANSACTION ISOLATION LEVEL ...` (what Drizzle sends before `start transaction`
-  // for db.transaction(fn, { isolationLevel })) is a one-shot setting for the connection's
-  // *next* transaction. Sent on its own (here at pool level; or a connection released
-  // between it and the BEGIN), it changes no status flag, so the pool sees a clean
-  // connection and hands it on: the next user's transaction runs READ UNCOMMITTED and
-  // reads another connection's uncommitted row. Our own API is not affected
-  // (armTransactionGuard destroys a connection whose BEGIN did not follow its SET TRANSACTION).
-  test.failing('a pending SET TRANSACTION left on a connection does not reach the next user', async () => {
+  // `SET TRANSACTION ISOLATION LEVEL ...` (what Drizzle sends before `start transaction` for
+  // db.transaction(fn, { isolationLevel })) is a one-shot setting for the connection's *next*
+  // transaction, whoever starts it; it changes no status flag. Sent on its own (here at pool level,
+  // or on a connection released between it and the BEGIN), it must not reach the next user: the
+  // pool sees the statement and consumes the setting (START TRANSACTION + ROLLBACK) before reuse.
+  test('a pending SET TRANSACTION left on a connection does not reach the next user', async () => {
     const solo = createPool({ uri: mysqlUrl(), connectionLimit: 1 });
     const writer = await sideConnection();
     try {

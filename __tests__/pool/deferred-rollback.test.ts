@@ -195,6 +195,35 @@ describe('other ways to end up in a transaction at release', () => {
     }
   });
 
+  test.each([
+    ['SET TRANSACTION ISOLATION LEVEL READ UNCOMMITTED', 'READ UNCOMMITTED'],
+    ['  set transaction read only', 'READ ONLY'],
+  ])('a pending %s (for the next transaction, whoever starts it) does not reach the next lease', async (statement, leaked) => {
+    const pool = singleConnectionPool();
+    try {
+      const conn = await pool.getConnection();
+      const threadId = conn.threadId;
+      await conn.query(statement);
+      conn.release();
+
+      const next = await pool.getConnection();
+      expect(next.threadId).toBe(threadId); // the same connection, cleaned rather than replaced
+      await next.beginTransaction();
+      await next.query(`SELECT COUNT(*) FROM ${table}`); // reads InnoDB: the transaction shows in innodb_trx
+      const [rows] = await next.query(
+        'SELECT trx_isolation_level AS level, trx_is_read_only AS readOnly FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = CONNECTION_ID()',
+      );
+      const [trx] = rows as Array<{ level: string; readOnly: number }>;
+      expect(leaked === 'READ ONLY' ? (trx?.readOnly === 1 ? 'READ ONLY' : 'read write') : trx?.level).not.toBe(leaked);
+      await next.query(insert('set_transaction', statement.length)); // a read-only one would refuse this
+      await next.commit();
+      next.release();
+      expect(pool.stats()).toMatchObject({ abandoned: 1, rolledBack: 1, destroyed: 0 });
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('a transaction committed by the user is a clean release: nothing abandoned, the row stays', async () => {
     const scenario = 'committed';
     const pool = singleConnectionPool();

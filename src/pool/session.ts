@@ -38,6 +38,8 @@ export interface SessionHooks {
 
 // Server status flags of the OK packet (mysql2 lib/constants/server_status.js).
 const SERVER_STATUS_IN_TRANS = 0x0001;
+/** `SET TRANSACTION ...` for the next transaction only (not `SET SESSION TRANSACTION`, a lasting session setting). */
+const SET_TRANSACTION = /^\s*set\s+transaction\b/i;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
 /** The server rolled the whole transaction back. */
 export const ER_LOCK_DEADLOCK = 1213;
@@ -73,6 +75,14 @@ export class Session {
   rollbackOnTimeout = false;
   /** Statements written to the connection whose reply has not arrived yet. */
   inFlight = 0;
+  /**
+   * A `SET TRANSACTION ...` (no SESSION/GLOBAL) ran and no transaction has
+   * started since: its characteristics (isolation level, read only) wait for
+   * the next transaction, whoever starts it. No status flag shows it, and
+   * neither COMMIT, ROLLBACK nor autocommit statements clear it; only a
+   * transaction start does. Known from the statement's text.
+   */
+  characteristicsPending = false;
   /** When the current lease began (`performance.now()`), for the release's `heldMs`. */
   checkedOutAt = 0;
   /**
@@ -113,7 +123,7 @@ export class Session {
   /** leased -> idle | pendingRollback | broken. Synchronous, never throws. */
   release(): ReleaseVerdict {
     if (this.state === 'broken' || this.state === 'destroyed') return 'broken';
-    if (this.inTransaction || this.autocommitOff || this.inFlight > 0) {
+    if (this.inTransaction || this.autocommitOff || this.inFlight > 0 || this.characteristicsPending) {
       this.state = 'pendingRollback';
       return 'pendingRollback';
     }
@@ -152,6 +162,7 @@ export class Session {
         if (err) reject(err);
         else resolve([rows, fields] as QueryOutcome);
       };
+      if (SET_TRANSACTION.test(typeof sql === 'string' ? sql : sql.sql)) this.characteristicsPending = true;
       try {
         this.send(method, sql, values, done);
       } catch (error) {
@@ -171,6 +182,7 @@ export class Session {
    * (see `trackCallback`); in stream mode the OK packets arrive as `result` events.
    */
   sendQuery(command: QueryCommand, streaming: boolean): void {
+    if (SET_TRANSACTION.test(command.sql)) this.characteristicsPending = true;
     this.inFlight++;
     command.once('end', () => {
       this.inFlight--;
@@ -257,9 +269,13 @@ export class Session {
     try {
       const restoreAutocommit = this.autocommitOff;
       if (this.xaBranch !== undefined) await Promise.race([this.rollbackXaBranch(this.xaBranch), timeout]);
+      // Pending characteristics are consumed by a transaction start, then undone with it.
+      if (this.characteristicsPending) await Promise.race([this.run('query', 'START TRANSACTION', undefined), timeout]);
       await Promise.race([this.run('query', 'ROLLBACK', undefined), timeout]);
       if (restoreAutocommit) await Promise.race([this.run('query', 'SET autocommit=1', undefined), timeout]);
-      if (this.inTransaction || this.autocommitOff) throw new RollbackFailedError('left the session inside a transaction');
+      if (this.inTransaction || this.autocommitOff || this.characteristicsPending) {
+        throw new RollbackFailedError('left the session inside a transaction');
+      }
       if (this.state !== 'pendingRollback') return false; // died meanwhile
       this.state = 'idle';
       this.hooks.onRollback(this, performance.now() - startedAt);
@@ -301,6 +317,7 @@ export class Session {
         }
         this.inTransaction = false;
         this.autocommitOff = false;
+        this.characteristicsPending = false;
         resolve(this.usable);
       });
     });
@@ -391,6 +408,7 @@ export class Session {
     }
     if (status === undefined) return;
     this.inTransaction = (status & SERVER_STATUS_IN_TRANS) !== 0;
+    if (this.inTransaction) this.characteristicsPending = false; // consumed by the transaction that started
     this.autocommitOff = (status & SERVER_STATUS_AUTOCOMMIT) === 0;
   }
 }
