@@ -1,71 +1,43 @@
 /**
- * knex 3.3.0 on our pool.
+ * knex 3.3.0 on our pool: `knex({ client: 'mysql2', connectionPool: pool })`.
  *
  * knex 3.3.0 takes an external pool through `connectionPool` (lib/client.js
- * initializePool / initializeExternalPool, CHANGELOG "add connectionPool option", #6414):
- * - a *tarn-compatible* pool (lib/pool.js isTarnPool: acquire/release/destroy/numFree/
- *   numUsed/numPendingAcquires) is used as is;
- * - anything else goes to the dialect's `wrapNativePool` (lib/dialects/mysql2/index.js:39-42
- *   takes `nativePool.pool || nativePool`, then lib/dialects/mysql/index.js:117-152 calls
- *   `nativePool.getConnection((err, connection) => ...)`, callback style).
+ * initializePool / initializeExternalPool, CHANGELOG "add connectionPool option", #6414).
+ * A pool that is not tarn-compatible goes to the dialect's `wrapNativePool`
+ * (lib/dialects/mysql2/index.js:39-42 takes `nativePool.pool || nativePool`, as for
+ * mysql2/promise's pool), and lib/dialects/mysql/index.js:117-152 then drives it with
+ * mysql2's callback API: `getConnection((err, connection) => ...)`, `connection.query(options,
+ * bindings, callback)` (:179-198), `connection.query(options, bindings).stream()` (:157-176),
+ * `connection.release()` (or `destroy()` for a connection knex disposed).
  *
- * Passing our Pool itself does not work (first test): it has no `.pool`, and its
- * `getConnection()` ignores the callback. A tarn-compatible adapter over our pool does
- * work (the rest): knex's mysql dialect drives a connection with `connection.query(options,
- * bindings, callback)` (lib/dialects/mysql/index.js:179-198), which the adapter maps onto
- * the lease's promise `query`, so every statement goes through the lease (fencing,
- * transaction tracking from the OK packets).
+ * Our Pool now has that callback face as `pool.pool` (src/pool/callback.ts), so passing the
+ * Pool itself works, with no adapter: every statement knex runs goes through a lease (fenced
+ * once released, transaction status read from every OK packet). Before `pool.pool` existed,
+ * knex reached our promise `getConnection()`, which ignored the callback, and waited forever;
+ * a user-side tarn-compatible adapter was needed. It no longer is, and is gone from here.
  */
 import { knex, type Knex } from 'knex';
 import * as mysql from 'mysql2/promise';
-import type { Connection, FieldPacket, QueryOptions, RowDataPacket } from 'mysql2/promise';
-import { createPool, type Pool, type PoolConnection } from '../../src';
+import type { Connection, RowDataPacket } from 'mysql2/promise';
+import { createPool, type CallbackConnection, type Pool } from '../../src';
 import { isRowLocked, mysqlUrl, sideConnection, uniqueTable } from '../support/db';
 import { nextEvent } from '../pool/helpers';
 
 const T = uniqueTable('knex');
 
-/** What knex's mysql dialect calls on a connection (lib/dialects/mysql/index.js, lib/client.js). */
-class KnexConnection {
-  constructor(readonly lease: PoolConnection) {}
-  get threadId(): number {
-    return this.lease.threadId;
-  }
-  get config(): unknown {
-    return this.lease.config;
-  }
-  query(options: QueryOptions, bindings: unknown, callback: (err: unknown, rows?: unknown, fields?: FieldPacket[]) => void): void {
-    this.lease.query(options, bindings as never).then(
-      ([rows, fields]) => callback(null, rows, fields),
-      (error: unknown) => callback(error),
-    );
-  }
-}
-
-type Adapter = Knex.TarnPoolLike & Record<'numFree' | 'numUsed' | 'numPendingAcquires', () => number> & { held: Set<KnexConnection> };
-
-/** A tarn-compatible pool over ours, for knex's `connectionPool` (the user-side adapter). */
-function knexPoolAdapter(pool: Pool): Adapter {
-  const held = new Set<KnexConnection>(); // only for the tests' sake
-  return {
-    held,
-    acquire: () => ({
-      promise: pool.getConnection().then((lease) => {
-        const connection = new KnexConnection(lease);
-        held.add(connection);
-        return connection;
-      }),
-    }),
-    release: (connection: KnexConnection) => {
-      held.delete(connection);
-      connection.lease.release();
-      return true;
-    },
-    destroy: () => Promise.resolve(), // the pool is the application's: pool.end() closes it
-    numFree: () => pool.stats().idle,
-    numUsed: () => pool.stats().leased,
-    numPendingAcquires: () => pool.stats().waiting,
-  };
+/**
+ * What knex is given: our Pool itself. For the test that cuts a connection behind knex's back,
+ * `handedOut` records the callback connections `pool.pool.getConnection(cb)` hands knex.
+ */
+function spied(pool: Pool): { pool: Pool; handedOut: Set<CallbackConnection> } {
+  const handedOut = new Set<CallbackConnection>();
+  const original = pool.pool.getConnection.bind(pool.pool);
+  pool.pool.getConnection = (callback) =>
+    original((err, connection) => {
+      if (connection) handedOut.add(connection);
+      callback(err, connection);
+    });
+  return { pool, handedOut };
 }
 
 let side: Connection;
@@ -86,12 +58,11 @@ async function committed(owner: string): Promise<Array<{ id: number; n: number }
 }
 
 /** Runs `fn` with knex over a fresh pool of ours (connectionLimit 1 unless told), then closes both. */
-async function withKnex<T>(fn: (db: Knex, pool: Pool, adapter: Adapter) => Promise<T>, connectionLimit = 1): Promise<T> {
-  const pool = createPool({ uri: mysqlUrl(), connectionLimit });
-  const adapter = knexPoolAdapter(pool);
-  const db = knex({ client: 'mysql2', connectionPool: adapter });
+async function withKnex<T>(fn: (db: Knex, pool: Pool, handedOut: Set<CallbackConnection>) => Promise<T>, connectionLimit = 1): Promise<T> {
+  const { pool, handedOut } = spied(createPool({ uri: mysqlUrl(), connectionLimit }));
+  const db = knex({ client: 'mysql2', connectionPool: pool });
   try {
-    return await fn(db, pool, adapter);
+    return await fn(db, pool, handedOut);
   } finally {
     await db.destroy();
     await pool.end();
@@ -103,33 +74,33 @@ async function threadIdOf(db: Knex | Knex.Transaction): Promise<number> {
   return Number(rows[0]?.id);
 }
 
-// FAILS TODAY: `knex({ client: 'mysql2', connectionPool: pool })` type-checks (knex types
-// MySQLPoolLike.getConnection(cb): void, and a method ignoring its argument is assignable)
-// but never runs a query: knex's wrapNativePool (lib/dialects/mysql2/index.js:39-42) uses
-// `pool.pool || pool`, we have no `.pool`, so it calls our `getConnection(callback)`
-// (lib/dialects/mysql/index.js:122); ours ignores the callback, so knex waits forever, and
-// the lease it resolved is never released (each knex query leaks one; once the pool is
-// exhausted the ignored promises reject with ERR_ACQUIRE_TIMEOUT, unhandled). Flip to
-// `test` if the pool gains a callback face that knex reaches (`pool.pool`, or
-// `getConnection(cb)` handing out a callback connection with query(opts, values, cb),
-// `.stream()`, `release()`, `destroy()`).
-test.failing('knex({ connectionPool: pool }) on our Pool itself runs a query and gives the connection back', async () => {
+// Was `test.failing` before `pool.pool` existed (knex then called our promise getConnection(),
+// which ignored its callback: knex waited forever). Not spied: the plain Pool, as users pass it.
+test('knex({ connectionPool: pool }) on our Pool itself runs a query through pool.pool and gives the connection back', async () => {
   const pool = createPool({ uri: mysqlUrl(), connectionLimit: 1 });
   const db = knex({ client: 'mysql2', connectionPool: pool });
+  const acquired = jest.fn();
+  pool.on('acquire', acquired);
+  let timer: NodeJS.Timeout | undefined;
   try {
     const result = await Promise.race([
       db.raw('SELECT 1 AS one'),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 1.5 s')), 1_500)),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer within 1.5 s')), 1_500);
+      }),
     ]);
     expect((result as [RowDataPacket[]])[0][0]?.one).toBe(1);
-    expect(pool.stats()).toMatchObject({ leased: 0 });
+    expect(acquired).toHaveBeenCalledTimes(1); // one lease of ours, taken through pool.pool.getConnection(cb)
+    expect(pool.stats()).toMatchObject({ leased: 0, idle: 1, abandoned: 0 });
   } finally {
-    await db.destroy();
+    clearTimeout(timer);
+    await db.destroy(); // knex does not own an external pool: a no-op for the pool
+    expect(pool.closed).toBe(false);
     await pool.end();
   }
 });
 
-describe('knex through a tarn-compatible adapter over our pool', () => {
+describe('knex({ connectionPool: pool }) on our Pool', () => {
   test('queries: insert / update / select / delete, committed at once', async () => {
     await withKnex(async (db, pool) => {
       await db(T).insert([{ id: 1, owner: 'q' }, { id: 2, owner: 'q', n: 5 }]);
@@ -139,6 +110,26 @@ describe('knex through a tarn-compatible adapter over our pool', () => {
       expect(await db(T).select('id', 'n').where({ owner: 'q' }).orderBy('id')).toEqual([{ id: 1, n: 7 }, { id: 2, n: 5 }]);
       expect(await committed('q')).toEqual([{ id: 1, n: 7 }, { id: 2, n: 5 }]);
       expect(pool.stats()).toMatchObject({ leased: 0, abandoned: 0 });
+    });
+  });
+
+  test('.stream(): knex streams through the lease (connection.query(options, bindings).stream()); the connection goes back after', async () => {
+    const rows = Array.from({ length: 500 }, (_, i) => [1_000 + i, 'stream', i]);
+    await side.query(`INSERT INTO ${T} (id, owner, n) VALUES ?`, [rows]);
+    await withKnex(async (db, pool) => {
+      let count = 0;
+      let sum = 0;
+      let leasedWhileStreaming = -1;
+      for await (const row of db(T).select('n').where({ owner: 'stream' }).orderBy('id').stream()) {
+        if (count === 0) leasedWhileStreaming = pool.stats().leased;
+        sum += (row as { n: number }).n;
+        count++;
+      }
+      expect(count).toBe(500);
+      expect(sum).toBe((499 * 500) / 2);
+      expect(leasedWhileStreaming).toBe(1);
+      expect(pool.stats()).toMatchObject({ leased: 0, abandoned: 0 });
+      expect(await db(T).count({ c: '*' }).where({ owner: 'stream' })).toEqual([{ c: 500 }]);
     });
   });
 
@@ -253,7 +244,7 @@ describe('transactions knex gives up on are rolled back before the connection se
 
   test('a knex transaction whose connection is given back mid-way (a request timeout) is rolled back at once; its later statements never run', async () => {
     await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (400, 'cut', 0)`);
-    await withKnex(async (db, pool, adapter) => {
+    await withKnex(async (db, pool, handedOut) => {
       const trx = await db.transaction();
       await trx(T).where({ id: 400 }).update({ n: 1 });
       await trx(T).insert({ id: 401, owner: 'cut' });
@@ -261,10 +252,10 @@ describe('transactions knex gives up on are rolled back before the connection se
       expect(await isRowLocked(side, T, 400)).toBe(true);
 
       // The timeout handler gives the connection back behind knex's back.
-      const [held] = [...adapter.held];
-      expect(adapter.held.size).toBe(1);
+      expect(handedOut.size).toBe(1);
+      const [held] = [...handedOut];
       const rolledBack = nextEvent(pool, 'rollback');
-      held!.lease.release();
+      held!.release();
       await rolledBack;
       expect(await isRowLocked(side, T, 400)).toBe(false);
       expect(await committed('cut')).toEqual([{ id: 400, n: 0 }]);
@@ -278,7 +269,7 @@ describe('transactions knex gives up on are rolled back before the connection se
       await expect(trx(T).insert({ id: 402, owner: 'cut' })).rejects.toMatchObject({ code: 'ERR_LEASE_RELEASED' });
       await trx.commit(); // knex reports a failed COMMIT on the transaction's promise, not on commit()
       await expect(trx.executionPromise).rejects.toMatchObject({ code: 'ERR_LEASE_RELEASED' });
-      expect(adapter.held.size).toBe(0); // knex gave its (already released) connection back: a no-op
+      expect(pool.stats()).toMatchObject({ leased: 0, abandoned: 1, rolledBack: 1 }); // knex gave its (already released) connection back: a no-op
       expect(await committed('cut')).toEqual([{ id: 400, n: 0 }]);
       expect(await committed('cut-next')).toEqual([{ id: 409, n: 0 }]);
     });

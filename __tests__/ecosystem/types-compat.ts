@@ -6,10 +6,11 @@
  * one of them ever becomes compatible, the directive is unused and the typecheck fails,
  * so this file and the README's list must be updated together.
  *
- * Checked against mysql2 3.24.6 (promise.d.ts), drizzle-orm 0.45.4, knex 3.3.0.
+ * Checked against mysql2 3.24.6 (promise.d.ts), drizzle-orm 0.45.4, knex 3.3.0, kysely 0.29.9.
  */
 import { drizzle } from 'drizzle-orm/mysql2';
 import { knex } from 'knex';
+import type { MysqlPool as KyselyMysqlPool, MysqlPoolConnection as KyselyMysqlPoolConnection } from 'kysely';
 import type * as mysql from 'mysql2/promise';
 import { createPool, type Pool, type PoolConnection } from '../../src';
 
@@ -90,7 +91,7 @@ export async function typedResults(p: Pool): Promise<void> {
 // ---------------------------------------------------------------------------------------
 
 // (a) Real members of mysql2's PromisePool (lib/promise/pool.js) that ours lacks.
-// @ts-expect-error `pool`: mysql2 exposes the underlying callback pool; ours has none (knex's connectionPool reads it).
+// @ts-expect-error `pool`: ours exists (a CallbackPool: getConnection(cb), query(sql, values, cb) / .stream(), execute, end(cb), escape/format; what knex's connectionPool and Kysely's MysqlDialect call) but is not mysql2's core `Pool` type: it lacks on/once (EventEmitter), releaseConnection, promise(), prepare/unprepare and the rest of mysql2's core Connection typing
 export const p_pool: Pick<mysql.Pool, 'pool'> = pool;
 
 // (b) Declared on mysql2's `Pool` only because promise.d.ts says `interface Pool extends
@@ -155,7 +156,7 @@ export const p_eventsSame: Pick<mysql.Pool, 'emit' | 'listenerCount' | 'listener
 // ---------------------------------------------------------------------------------------
 
 // (a) Real members of mysql2's PromisePoolConnection (lib/promise/connection.js) that ours lacks.
-// @ts-expect-error `connection`: mysql2's callback connection underneath. Drizzle's iterator needs it (see drizzle.test.ts). Exposing the raw one would bypass fencing and transaction tracking.
+// @ts-expect-error `connection`: ours exists (a fenced, tracked CallbackConnection: query(sql, values, cb) / .stream(), execute, beginTransaction/commit/rollback/ping(cb), release, end, destroy, threadId, config) but is not mysql2's core PoolConnection type: no EventEmitter, connect, changeUser, prepare, pause/resume, promise(), state... (the raw connection is not exposed: it would bypass fencing and transaction tracking)
 export const c_connection: Pick<mysql.PoolConnection, 'connection'> = conn;
 // @ts-expect-error `end()`: on mysql2 a deprecated alias of release() (with a console warning); ours has release() only
 export const c_end: Pick<mysql.PoolConnection, 'end'> = conn;
@@ -202,6 +203,21 @@ export const d3 = drizzle({ client: conn });
 export const d4 = drizzle({ client: pool as unknown as mysql.Pool }); // what users have to write
 
 // knex 3.3.0 types `connectionPool` with MySQLPoolLike { getConnection(cb): void; end(cb?): void }:
-// our Pool *type-checks* (a method that ignores the callback is assignable) but knex then
-// waits forever for a callback that never comes (see knex.test.ts).
+// our Pool type-checks (a method that ignores the callback is assignable) and now also works
+// at runtime: knex's mysql2 dialect uses `pool.pool || pool`, i.e. our callback face (knex.test.ts).
 export const k1 = knex({ client: 'mysql2', connectionPool: pool });
+// Passing `pool.pool` itself type-checks as well (CallbackPool.end's callback is `(err?: Error)`, as knex declares).
+export const k2 = knex({ client: 'mysql2', connectionPool: pool.pool });
+
+// ---------------------------------------------------------------------------------------
+// 6. Kysely 0.29.9: `new MysqlDialect({ pool: pool.pool })` type-checks against Kysely's
+//    MysqlPool / MysqlPoolConnection (dialect/mysql/mysql-dialect-config.d.ts) with no cast,
+//    and works at runtime (kysely.test.ts).
+// ---------------------------------------------------------------------------------------
+
+export const ky_pool: KyselyMysqlPool = pool.pool;
+export const ky_getConnection: Pick<KyselyMysqlPool, 'getConnection'> = pool.pool;
+export const ky_end: Pick<KyselyMysqlPool, 'end'> = pool.pool;
+export const ky_connect: Pick<KyselyMysqlPoolConnection, 'connect'> = conn.connection;
+export const ky_query: Pick<KyselyMysqlPoolConnection, 'query'> = conn.connection;
+export const ky_rest: Pick<KyselyMysqlPoolConnection, 'release' | 'destroy' | 'threadId' | 'config'> = conn.connection;

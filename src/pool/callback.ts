@@ -16,7 +16,7 @@ import type { PoolConnection } from './lease';
 import type { Callback, Session } from './session';
 
 /** mysql2's callback signature for statements. */
-export type StatementCallback = (err: QueryError | null, result?: QueryResult, fields?: FieldPacket[]) => void;
+export type StatementCallback<T extends QueryResult = QueryResult> = (err: QueryError | null, result: T, fields: FieldPacket[]) => void;
 
 /** What the faces need from the promise side. */
 interface PromisePool {
@@ -41,10 +41,10 @@ export class CallbackPool {
   constructor(private readonly promisePool: PromisePool) {}
 
   /** Takes a connection: `cb(null, connection)`; give it back with `connection.release()`. */
-  getConnection(callback: (err: Error | null, connection?: CallbackConnection) => void): void {
+  getConnection(callback: (err: Error | null, connection: CallbackConnection) => void): void {
     this.promisePool.getConnection().then(
       (lease) => callback(null, lease.connection),
-      (error: Error) => callback(error),
+      (error: Error) => callback(error, undefined as never), // as mysql2: no connection with an error
     );
   }
 
@@ -53,18 +53,20 @@ export class CallbackPool {
    * `pool.query`; without one, returns mysql2's `Query` to stream from
    * (`.stream()` or its `result` events), run on a connection taken for it.
    */
+  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, callback?: StatementCallback<T>): Query;
+  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values: QueryValues, callback?: StatementCallback<T>): Query;
   query(sql: string | QueryOptions, values?: QueryValues | StatementCallback, callback?: StatementCallback): Query {
     const [vals, cb] = typeof values === 'function' ? [undefined, values] : [values, callback];
     const command = createQuery(sql, vals, undefined, this.promisePool.options.connectionConfig);
     if (cb !== undefined) {
-      this.promisePool.query(sql, vals).then(([rows, fields]) => cb(null, rows, fields), (error: QueryError) => cb(error));
+      this.promisePool.query(sql, vals).then(([rows, fields]) => cb(null, rows, fields), (error: QueryError) => failWith(cb, error));
       return command; // not sent: the promise pool ran the statement (it may use its fast path)
     }
     this.promisePool.getConnection().then(
       (lease) => {
-        const connection = lease.connection;
+        // Sent first, so that the session's own `end` handling (the statement leaves flight) runs before the release.
+        lease.connection.send(command, true);
         command.once('end', () => lease.release());
-        connection.send(command, true);
       },
       (error: Error) => failCommand(command, error),
     );
@@ -76,14 +78,14 @@ export class CallbackPool {
     const [vals, cb] = typeof values === 'function' ? [undefined, values] : [values, callback];
     this.promisePool.execute(sql, vals).then(
       ([rows, fields]) => cb?.(null, rows, fields),
-      (error: QueryError) => cb?.(error),
+      (error: QueryError) => cb && failWith(cb, error),
     );
   }
 
-  /** Ends the pool (see `pool.end()`). */
-  end(callback?: (err: Error | null) => void): void {
+  /** Ends the pool (see `pool.end()`); the callback gets an error only if ending failed. */
+  end(callback?: (err?: Error) => void): void {
     this.promisePool.end().then(
-      () => callback?.(null),
+      () => callback?.(),
       (error: Error) => callback?.(error),
     );
   }
@@ -124,6 +126,8 @@ export class CallbackConnection {
    * Runs a statement. With a callback, as mysql2's `connection.query`; without
    * one, returns the `Query` to stream from (`.stream()`, `result` events).
    */
+  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, callback?: StatementCallback<T>): Query;
+  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values: QueryValues, callback?: StatementCallback<T>): Query;
   query(sql: string | QueryOptions, values?: QueryValues | StatementCallback, callback?: StatementCallback): Query {
     const [vals, cb] = typeof values === 'function' ? [undefined, values] : [values, callback];
     const session = this.lease.session;
@@ -138,8 +142,14 @@ export class CallbackConnection {
     const [vals, cb] = typeof values === 'function' ? [undefined, values] : [values, callback];
     this.lease.execute(sql, vals).then(
       ([rows, fields]) => cb?.(null, rows, fields),
-      (error: QueryError) => cb?.(error),
+      (error: QueryError) => cb && failWith(cb, error),
     );
+  }
+
+  /** A pooled connection is already connected: calls back at once (Kysely's connection type declares it). */
+  connect(callback?: (err: Error | null) => void): void {
+    const error = this.lease.fencedError('connect');
+    if (callback) process.nextTick(callback, error ?? null);
   }
 
   beginTransaction(callback?: (err: Error | null) => void): void {
@@ -215,6 +225,11 @@ function failCommand(command: Query, error: Error): void {
     else command.emit('error', error);
     command.emit('end');
   });
+}
+
+/** mysql2 calls a failed statement's callback with the error alone. */
+function failWith(callback: StatementCallback, error: QueryError): void {
+  (callback as (err: QueryError) => void)(error);
 }
 
 function settle(promise: Promise<void>, callback: ((err: Error | null) => void) | undefined): void {
