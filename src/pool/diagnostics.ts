@@ -18,10 +18,9 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import type { AbandonEvent, DestroyEvent, LeakEvent, RollbackErrorEvent, RollbackEvent } from './events';
-import type { ReleaseVerdict } from './session';
 
 /** What happened to a connection when its lease (or a `pool.query`) ended: back clean, flagged for a rollback, or lost. */
-export type ReleaseOutcome = ReleaseVerdict;
+export type ReleaseOutcome = 'clean' | 'pendingRollback' | 'broken';
 
 /** Messages of each channel; `pool` is the publishing `Pool`. */
 export interface DiagnosticsMessages<P = unknown> {

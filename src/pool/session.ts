@@ -18,11 +18,12 @@
  */
 import type { Connection as RawConnection, FieldPacket, Query as QueryCommand, QueryError, QueryOptions, QueryResult } from 'mysql2';
 import { ConnectionLostError, RollbackFailedError } from '../errors';
+import type { ReleaseOutcome } from './diagnostics';
 
 export type SessionState = 'idle' | 'leased' | 'pendingRollback' | 'broken' | 'destroyed';
 
 /** What `release()` found, which tells the pool what to do with the session next. */
-export type ReleaseVerdict = 'clean' | 'pendingRollback' | 'broken';
+export type ReleaseVerdict = ReleaseOutcome;
 
 /** A statement in mysql2's accepted shapes: SQL text or a QueryOptions object. */
 export type Statement = string | QueryOptions;
