@@ -3,7 +3,7 @@
  * transaction that its owner walks away from can never reach the next user of
  * the connection.
  *
- * @packageDocumentation
+ * @module rollback-pool
  */
 import { Pool } from './pool/pool';
 import type { PoolOptions } from './options';

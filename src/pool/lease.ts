@@ -38,6 +38,10 @@ export interface LeaseOwner {
   runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T>;
 }
 
+/**
+ * One checkout of a pooled connection, from `pool.getConnection()`. Fenced:
+ * after `release()` every call rejects with `ERR_LEASE_RELEASED` and sends nothing.
+ */
 export class PoolConnection {
   private released = false;
   /** Where the lease was taken (only with `captureStacks`). */

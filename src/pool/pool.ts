@@ -58,6 +58,11 @@ const END_TIMEOUT_MS = 5_000;
 /** How long a polite COM_QUIT may take before the socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 1_000;
 
+/**
+ * A pool with mysql2/promise's `Pool` API (make one with `createPool`). A
+ * connection released inside a transaction is rolled back before anyone else
+ * gets it. Events: {@link PoolEventMap}.
+ */
 export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, SessionHooks, ScopeHost {
   /** The validated options, defaults filled in. */
   readonly options: ResolvedOptions;

@@ -40,6 +40,7 @@ export interface ScopeTransactionOptions {
   twoPhase?: boolean;
 }
 
+/** Options of `pool.withScope()`. */
 export interface ScopeOptions extends ScopeTransactionOptions {
   /** Commit or roll back, from the outcome. Default: commit if `fn` resolved, roll back if it threw. */
   decide?: (outcome: ScopeOutcome) => ScopeDecision | Promise<ScopeDecision>;

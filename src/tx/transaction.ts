@@ -60,6 +60,10 @@ const lost = new FinalizationRegistry<Held>((held) => {
   }
 });
 
+/**
+ * A handle on one transaction or savepoint, from `pool.begin()`, `conn.begin()`
+ * or `tx.begin()`: only an active handle sends anything.
+ */
 export class Transaction {
   private stateValue: TransactionState = 'active';
   /** Why it was abandoned: the error late calls reject with. */
