@@ -45,6 +45,8 @@ export interface ProxiedConnection {
   readonly threadId: number | undefined;
   /** True once either side is closed. */
   readonly closed: boolean;
+  /** True when black-holed (by `blackHole()`, or accepted while `blackHoleNew` was on). */
+  readonly blackHoled: boolean;
   /** Resets the connection: both sides closed at once. */
   drop(): void;
   /** Silences the connection: nothing passes in either direction any more (until `drop()` or close). */
@@ -163,6 +165,9 @@ export async function startProxy(targetUrl: string, options: ProxyOptions = {}):
       },
       get closed() {
         return client.destroyed;
+      },
+      get blackHoled() {
+        return silenced;
       },
       drop: () => {
         client.destroy();

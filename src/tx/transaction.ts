@@ -54,7 +54,8 @@ interface Held {
 const lost = new FinalizationRegistry<Held>((held) => {
   if (held.ownsLease) {
     held.lease.abandon('garbage-collected', held.stack);
-  } else if (held.live) {
+  } else if (held.live && !held.lease.isReleased) {
+    // (A released lease was already reported and rolled back by the pool: nothing left to do.)
     held.lease.reportAbandon('garbage-collected', held.stack);
     held.lease.queueRollback(held.rollbackSql);
   }
