@@ -122,6 +122,7 @@ test('a clean query and an abandoned transaction move the counters, and /metrics
   expect(sample(text, 'rollback_pool_rollback_errors_total')).toBe(0);
   expect(sample(text, 'rollback_pool_leaks_total')).toBe(0);
   expect(sample(text, 'rollback_pool_acquire_waits_total')).toBe(0);
+  expect(sample(text, 'rollback_pool_acquire_wait_seconds_count')).toBe(2); // pool.query and getConnection
   expect(sample(text, 'rollback_pool_connections_opened_total')).toBe(1); // the clean query's connection, reused
   // Gauges from pool.stats(), read at scrape time: the rolled back connection is idle again.
   expect(sample(text, 'rollback_pool_connections', { state: 'idle' })).toBe(1);

@@ -3,7 +3,9 @@
  *
  * - gauges read from `pool.stats()` when Prometheus scrapes (`collect()`),
  *   so they cost nothing between scrapes;
- * - counters and a histogram fed by the pool's events (see pool-events.ts).
+ * - counters and a histogram fed by the pool's events (see pool-events.ts);
+ * - a histogram of how long checkouts waited, from the `rollback-pool:acquire`
+ *   diagnostics channel (no event carries that time).
  *
  * ```ts
  * const metrics = createMetrics(pool);
@@ -12,8 +14,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { subscribe as subscribeChannel, unsubscribe as unsubscribeChannel } from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AbandonReason, Pool } from '../../src/index'; // 'rollback-pool'
+import { CHANNEL_NAMES, type AbandonReason, type DiagnosticsMessages, type Pool } from '../../src/index'; // 'rollback-pool'
 import { subscribe, type PoolEventHandlers } from './pool-events';
 
 export interface MetricsOptions {
@@ -45,8 +48,10 @@ const ABANDON_REASONS: Record<AbandonReason, true> = {
   timeout: true,
   aborted: true,
   superseded: true,
-  scope: true,
 };
+
+/** From no wait at all (an idle connection) to `acquireTimeoutMs`'s default of 10 s. */
+const ACQUIRE_BUCKETS_S = [0, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 
 /** From half a millisecond (a ROLLBACK on a local server) to `rollbackTimeoutMs`'s default of 5 s. */
 const ROLLBACK_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -146,10 +151,24 @@ export function createMetrics(pool: Pool, options: MetricsOptions = {}): PoolMet
   };
   const unsubscribe = options.subscribe === false ? () => undefined : subscribe(pool, handlers);
 
+  // ---- a histogram from the diagnostics channel: every pool of the process publishes there ----
+  const acquireSeconds = new Histogram({
+    name: named('acquire_wait_seconds'),
+    help: 'How long checkouts waited for a connection (diagnostics channel rollback-pool:acquire).',
+    buckets: ACQUIRE_BUCKETS_S,
+    registers,
+  });
+  const onAcquire = (message: unknown): void => {
+    const { pool: from, waitMs } = message as DiagnosticsMessages['acquire'];
+    if (from === pool) acquireSeconds.observe(waitMs / 1_000);
+  };
+  subscribeChannel(CHANNEL_NAMES.acquire, onAcquire);
+
   return {
     registry,
     handlers,
     close() {
+      unsubscribeChannel(CHANNEL_NAMES.acquire, onAcquire);
       unsubscribe();
       for (const name of names) registry.removeSingleMetric(name);
     },

@@ -19,9 +19,7 @@ export type AbandonReason =
   /** a callback transaction's `signal` was aborted */
   | 'aborted'
   /** a new `conn.begin()` on the same connection while this transaction was still active */
-  | 'superseded'
-  /** reserved for the request scope; not emitted by this version */
-  | 'scope';
+  | 'superseded';
 
 /** Payload of `abandon`: a transaction was given up without commit or rollback; the pool rolls it back. */
 export interface AbandonEvent {
