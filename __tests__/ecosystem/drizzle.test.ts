@@ -20,12 +20,14 @@ import type { Logger } from 'drizzle-orm/logger';
 import { int, mysqlTable, varchar } from 'drizzle-orm/mysql-core';
 import { drizzle } from 'drizzle-orm/mysql2';
 import * as mysql from 'mysql2/promise';
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import { createPool, type AbandonEvent, type Pool, type PoolConnection } from '../../src';
 import { isRowLocked, mysqlUrl, sideConnection, uniqueTable } from '../support/db';
+import { ownerTable } from '../support/owner-table';
 import { nextEvent } from '../pool/helpers';
 
 const T = uniqueTable('drizzle');
+const { side, committed } = ownerTable(T);
 const items = mysqlTable(T, {
   id: int('id').primaryKey(),
   owner: varchar('owner', { length: 32 }).notNull(),
@@ -37,26 +39,15 @@ function asClient(client: Pool | PoolConnection): mysql.Pool {
   return client as unknown as mysql.Pool;
 }
 
-let side: Connection;
 let pool: Pool;
 
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(`CREATE TABLE ${T} (id INT PRIMARY KEY, owner VARCHAR(32) NOT NULL, n INT NOT NULL DEFAULT 0) ENGINE=InnoDB`);
+beforeAll(() => {
   pool = createPool({ uri: mysqlUrl(), connectionLimit: 2 });
 });
 
 afterAll(async () => {
   await pool?.end();
-  await side?.query(`DROP TABLE IF EXISTS ${T}`);
-  await side?.end();
 });
-
-/** Committed rows of `owner`, as another connection sees them. */
-async function committed(owner: string): Promise<Array<{ id: number; n: number }>> {
-  const [rows] = await side.query<RowDataPacket[]>(`SELECT id, n FROM ${T} WHERE owner = ? ORDER BY id`, [owner]);
-  return rows.map((row) => ({ id: Number(row.id), n: Number(row.n) }));
-}
 
 async function seed(id: number, owner: string, n = 0): Promise<void> {
   await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (?, ?, ?)`, [id, owner, n]);

@@ -18,12 +18,14 @@
  */
 import { knex, type Knex } from 'knex';
 import * as mysql from 'mysql2/promise';
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import { createPool, type CallbackConnection, type Pool } from '../../src';
-import { isRowLocked, mysqlUrl, sideConnection, uniqueTable } from '../support/db';
+import { isRowLocked, mysqlUrl, uniqueTable } from '../support/db';
+import { ownerTable } from '../support/owner-table';
 import { nextEvent } from '../pool/helpers';
 
 const T = uniqueTable('knex');
+const { side, committed } = ownerTable(T);
 
 /**
  * What knex is given: our Pool itself. For the test that cuts a connection behind knex's back,
@@ -40,22 +42,9 @@ function spied(pool: Pool): { pool: Pool; handedOut: Set<CallbackConnection> } {
   return { pool, handedOut };
 }
 
-let side: Connection;
 
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(`CREATE TABLE ${T} (id INT PRIMARY KEY, owner VARCHAR(32) NOT NULL, n INT NOT NULL DEFAULT 0) ENGINE=InnoDB`);
-});
 
-afterAll(async () => {
-  await side?.query(`DROP TABLE IF EXISTS ${T}`);
-  await side?.end();
-});
 
-async function committed(owner: string): Promise<Array<{ id: number; n: number }>> {
-  const [rows] = await side.query<RowDataPacket[]>(`SELECT id, n FROM ${T} WHERE owner = ? ORDER BY id`, [owner]);
-  return rows.map((row) => ({ id: Number(row.id), n: Number(row.n) }));
-}
 
 /** Runs `fn` with knex over a fresh pool of ours (connectionLimit 1 unless told), then closes both. */
 async function withKnex<T>(fn: (db: Knex, pool: Pool, handedOut: Set<CallbackConnection>) => Promise<T>, connectionLimit = 1): Promise<T> {

@@ -21,15 +21,17 @@ import * as nodeModule from 'node:module';
 import type * as KyselyModule from 'kysely';
 import type { Kysely as KyselyDb, MysqlPool } from 'kysely';
 import { createPool as createMysql2CallbackPool } from 'mysql2';
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import { createPool, type CallbackConnection, type Pool } from '../../src';
-import { isRowLocked, mysqlUrl, sideConnection, uniqueTable } from '../support/db';
+import { isRowLocked, mysqlUrl, uniqueTable } from '../support/db';
+import { ownerTable } from '../support/owner-table';
 import { nextEvent, waitUntil } from '../pool/helpers';
 
 const nodeRequire = (Object.getPrototypeOf(nodeModule.Module) as typeof nodeModule.Module).createRequire(__filename);
 const { Kysely, MysqlDialect, sql } = nodeRequire('kysely') as typeof KyselyModule;
 
 const T = uniqueTable('kysely');
+const { side, committed } = ownerTable(T);
 
 interface ItemTable {
   id: number;
@@ -41,22 +43,9 @@ interface Database {
 }
 type Db = KyselyDb<Database>;
 
-let side: Connection;
 
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(`CREATE TABLE ${T} (id INT PRIMARY KEY, owner VARCHAR(32) NOT NULL, n INT NOT NULL DEFAULT 0) ENGINE=InnoDB`);
-});
 
-afterAll(async () => {
-  await side?.query(`DROP TABLE IF EXISTS ${T}`);
-  await side?.end();
-});
 
-async function committed(owner: string): Promise<Array<{ id: number; n: number }>> {
-  const [rows] = await side.query<RowDataPacket[]>(`SELECT id, n FROM ${T} WHERE owner = ? ORDER BY id`, [owner]);
-  return rows.map((row) => ({ id: Number(row.id), n: Number(row.n) }));
-}
 
 /** What a user writes: `new MysqlDialect({ pool: pool.pool })`, no cast. */
 function asKyselyPool(pool: Pool): MysqlPool {

@@ -8,29 +8,18 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FieldPacket, Query, QueryError, QueryResult } from 'mysql2';
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import { createPool, type CallbackConnection, type Pool } from '../../src';
-import { isRowLocked, mysqlUrl, sideConnection, uniqueTable } from '../support/db';
+import { isRowLocked, mysqlUrl, uniqueTable } from '../support/db';
+import { ownerTable } from '../support/owner-table';
 import { nextEvent, waitUntil } from './helpers';
 
 const T = uniqueTable('cbface');
+const { side, committed } = ownerTable(T, ", pad VARCHAR(600) NOT NULL DEFAULT ''");
 
-let side: Connection;
 
-beforeAll(async () => {
-  side = await sideConnection();
-  await side.query(`CREATE TABLE ${T} (id INT PRIMARY KEY, owner VARCHAR(32) NOT NULL, n INT NOT NULL DEFAULT 0, pad VARCHAR(600) NOT NULL DEFAULT '') ENGINE=InnoDB`);
-});
 
-afterAll(async () => {
-  await side?.query(`DROP TABLE IF EXISTS ${T}`);
-  await side?.end();
-});
 
-async function committed(owner: string): Promise<Array<{ id: number; n: number }>> {
-  const [rows] = await side.query<RowDataPacket[]>(`SELECT id, n FROM ${T} WHERE owner = ? ORDER BY id`, [owner]);
-  return rows.map((row) => ({ id: Number(row.id), n: Number(row.n) }));
-}
 
 async function withPool<R>(fn: (pool: Pool) => Promise<R>, connectionLimit = 1): Promise<R> {
   const pool = createPool({ uri: mysqlUrl(), connectionLimit });
