@@ -13,7 +13,8 @@
  *   callback's own error, `ERR_TX_TIMEOUT` or the abort reason (the runner
  *   disarms its timer and signal before it sends COMMIT, so a stop error means
  *   COMMIT was never sent), or `tx.commit()` refused before sending
- *   (`ERR_TX_CLOSED`, `ERR_TX_ABANDONED`);
+ *   (`ERR_TX_CLOSED`, `ERR_TX_ABANDONED`, or `ERR_CONNECTION_LOST` with
+ *   `neverSent`: the connection was known dead before COMMIT was written);
  * - `unknown` for everything else after a COMMIT was sent:
  *   `ERR_COMMIT_OUTCOME_UNKNOWN`, a lost connection, an error reply to COMMIT
  *   (a `KILL QUERY` may land on it), `ERR_TX_ENDED_BY_SERVER` (nothing in this
@@ -235,6 +236,10 @@ function beginOptions(ctx: WorkloadContext): { isolationLevel: 'READ COMMITTED' 
 function afterCommit(error: unknown): Recorded {
   const code = codeOf(error);
   if (code === 'ERR_TX_CLOSED' || code === 'ERR_TX_ABANDONED') return ['notCommitted', `commit refused before sending (${code})`];
+  // The pool's claim that a COMMIT on a connection already known dead was never sent: checked by the ledger.
+  if (code === 'ERR_CONNECTION_LOST' && (error as { neverSent?: boolean }).neverSent === true) {
+    return ['notCommitted', 'commit refused before sending (connection already gone)'];
+  }
   if (code === 'ERR_COMMIT_OUTCOME_UNKNOWN') return ['unknown', 'commit outcome unknown'];
   if ((error as { fatal?: boolean } | null)?.fatal) return ['unknown', `connection lost during commit (${code})`];
   return ['unknown', `commit answered ${code}`];

@@ -101,10 +101,25 @@ export class RollbackFailedError extends RollbackPoolError {
   }
 }
 
-/** The connection died while a statement was queued on it. */
+/**
+ * The connection is gone (killed, server restarted, network cut, destroyed)
+ * while a statement was queued on it, or a statement was asked for after.
+ * `fatal` is true, as on mysql2's own errors for a lost connection.
+ */
 export class ConnectionLostError extends RollbackPoolError {
-  constructor(cause?: unknown) {
+  /** As mysql2: the connection cannot be used any more. */
+  readonly fatal = true;
+  /**
+   * True when the statement was refused before anything was written (the pool
+   * already knew the connection was gone): its outcome is certain, it did not
+   * run. A COMMIT refused this way did not commit (the server rolled the
+   * transaction back when the connection went).
+   */
+  readonly neverSent: boolean;
+
+  constructor(cause?: unknown, neverSent = false) {
     super('ERR_CONNECTION_LOST', 'The connection to the server was lost; it has been destroyed.', { cause });
+    this.neverSent = neverSent;
   }
 }
 

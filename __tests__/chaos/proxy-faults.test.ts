@@ -82,7 +82,7 @@ describe('latency', () => {
 });
 
 describe('drop (connection reset)', () => {
-  test('inside a transaction: COMMIT is outcome-unknown, nothing is committed, the pool reconnects', async () => {
+  test('inside a transaction, noticed before COMMIT: the COMMIT is never sent (ERR_CONNECTION_LOST), nothing is committed, the pool reconnects', async () => {
     const table = await db.table();
     const pool = testPool({ connectionLimit: 2 }, proxy.url);
     try {
@@ -92,8 +92,8 @@ describe('drop (connection reset)', () => {
       const destroyed = nextEvent(pool, 'destroy');
       liveConnection(tx.threadId).drop();
       await destroyed;
-      expect(codeOf(await rejection(tx.commit()))).toBe('ERR_COMMIT_OUTCOME_UNKNOWN');
-      expect(tx.state).toBe('outcomeUnknown');
+      expect(await rejection(tx.commit())).toMatchObject({ code: 'ERR_CONNECTION_LOST', neverSent: true });
+      expect(tx.state).toBe('rolledBack');
       await waitUntil(async () => !(await threadAlive(db.side(), tx.threadId)), 10_000); // the server rolled it back
       expect(await ids(db.side(), table)).toEqual([1]);
       await expectWhole(pool, 2);

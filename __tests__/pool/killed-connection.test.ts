@@ -136,3 +136,34 @@ describe('killed while idle and clean', () => {
     }
   });
 });
+
+describe('killed while leased', () => {
+  test('later statements on the lease reject with ERR_CONNECTION_LOST, send nothing, and the slot comes back', async () => {
+    const pool = createPool({ uri: mysqlUrl(), connectionLimit: 1 });
+    try {
+      const conn = await pool.getConnection();
+      await conn.beginTransaction();
+      await conn.query(`INSERT INTO ${table} (scenario, n) VALUES ('killed_leased', 1)`);
+      const destroyed = destroyedEvent(pool, conn.threadId);
+      await side.query(`KILL ${conn.threadId}`);
+      await destroyed; // the pool saw the socket close
+
+      for (const attempt of [() => conn.query('SELECT 1'), () => conn.execute('SELECT ?', [1]), () => conn.commit()]) {
+        const error = await attempt().then(
+          () => new Error('resolved'),
+          (e: unknown) => e,
+        );
+        expect(error).toMatchObject({ code: 'ERR_CONNECTION_LOST', name: 'ConnectionLostError' });
+        expect((error as Error).cause).toBeDefined(); // mysql2's own reason
+      }
+      conn.release();
+      expect(await visible(side, table, 'killed_leased')).toEqual([]); // the server rolled it back with the connection
+      const next = await pool.getConnection(); // the only slot is free again: a fresh connection
+      expect(next.threadId).not.toBe(conn.threadId);
+      await expectHealthyAndClean(next);
+      next.release();
+    } finally {
+      await pool.end();
+    }
+  });
+});

@@ -134,7 +134,7 @@ test('after ERR_COMMIT_OUTCOME_UNKNOWN, tx.state does not claim the transaction 
   }
 });
 
-test('connection killed before COMMIT (no proxy): ERR_COMMIT_OUTCOME_UNKNOWN, nothing committed, the pool recovers', async () => {
+test('connection killed before COMMIT (no proxy): the COMMIT is never sent, ERR_CONNECTION_LOST (certain: not committed), the pool recovers', async () => {
   const table = await db.table();
   const pool = testPool({ connectionLimit: 1 });
   try {
@@ -144,7 +144,9 @@ test('connection killed before COMMIT (no proxy): ERR_COMMIT_OUTCOME_UNKNOWN, no
     await db.side().query(`KILL ${tx.threadId}`);
     await destroyed; // the pool noticed the connection go
 
-    expect(codeOf(await rejection(tx.commit()))).toBe('ERR_COMMIT_OUTCOME_UNKNOWN');
+    const error = await rejection(tx.commit());
+    expect(error).toMatchObject({ code: 'ERR_CONNECTION_LOST', neverSent: true, fatal: true });
+    expect(tx.state).toBe('rolledBack'); // by the server, when the connection went: no guess
     expect(await ids(db.side(), table)).toEqual([]);
     expect(await scalar(pool, 'SELECT 1')).toBe(1);
   } finally {

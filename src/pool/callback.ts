@@ -202,7 +202,7 @@ export class CallbackConnection {
 
   /** @internal Sends a command through the lease's fence and the session's tracking. */
   send(command: Query, streaming: boolean): void {
-    const fenced = this.lease.fencedError('query');
+    const fenced = this.lease.fencedError('query') ?? this.lease.session.lostError();
     if (fenced) {
       failCommand(command, fenced);
       return;

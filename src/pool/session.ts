@@ -92,6 +92,8 @@ export class Session {
    * so the pending rollback ends and rolls back this branch instead.
    */
   xaBranch: string | undefined;
+  /** Why the connection became unusable: the cause of the `ERR_CONNECTION_LOST` of later statements. */
+  private lostBecause: unknown;
   private flushing: Promise<boolean> | undefined;
   private gate: Promise<void> | undefined;
 
@@ -148,6 +150,11 @@ export class Session {
         return this.run(method, sql, values, caller, settled);
       });
     }
+    const lost = this.lostError();
+    if (lost) {
+      settled?.(this);
+      return Promise.reject(lost);
+    }
     return new Promise<QueryOutcome>((resolve, reject) => {
       this.inFlight++;
       const done: Callback = (err, rows, fields) => {
@@ -199,6 +206,15 @@ export class Session {
       return;
     }
     this.raw.query(command);
+  }
+
+  /**
+   * `ERR_CONNECTION_LOST` once the socket is gone (KILL, restart, network):
+   * nothing can be sent any more, and mysql2 would answer a new statement with
+   * a plain "Can't add new command when connection is in closed state".
+   */
+  lostError(): Error | undefined {
+    return this.state === 'broken' || this.state === 'destroyed' ? new ConnectionLostError(this.lostBecause, true) : undefined;
   }
 
   /** Wraps a callback-mode command's callback: the result's status is observed before the caller sees it. */
@@ -379,6 +395,7 @@ export class Session {
   private markBroken(reason: string, error?: unknown): void {
     if (this.state === 'broken' || this.state === 'destroyed') return;
     this.state = 'broken';
+    this.lostBecause = error ?? new Error(reason);
     this.hooks.onBroken(this, reason, error);
   }
 

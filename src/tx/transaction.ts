@@ -16,6 +16,7 @@ import type { ExecuteValues, FieldPacket, QueryError, QueryOptions, QueryResult,
 import { inspectAs, inspectSymbol } from '../inspect';
 import {
   CommitOutcomeUnknownError,
+  ConnectionLostError,
   RollbackFailedError,
   TransactionAbandonedError,
   TransactionClosedError,
@@ -217,16 +218,20 @@ export class Transaction {
       await this.send('query', 'COMMIT', undefined, true);
     } catch (error) {
       this.committing = false;
-      if ((error as QueryError).fatal) {
+      // A COMMIT the pool refused to send (the connection was already gone) certainly did not commit.
+      const unsent = error instanceof ConnectionLostError && error.neverSent;
+      if ((error as QueryError).fatal && !unsent) {
         this.end('outcomeUnknown'); // never guess; the handle must not be reused either way
         this.releaseOwnedLease();
         throw new CommitOutcomeUnknownError(error);
       }
-      this.end('rolledBack');
-      try {
-        await this.lease.query('ROLLBACK');
-      } catch (rollbackError) {
-        attach(error, 'rollbackError', rollbackError);
+      this.end('rolledBack'); // a refused COMMIT leaves it open on a live connection: undo it; a dead one was rolled back
+      if (!unsent) {
+        try {
+          await this.lease.query('ROLLBACK');
+        } catch (rollbackError) {
+          attach(error, 'rollbackError', rollbackError);
+        }
       }
       this.releaseOwnedLease();
       throw error;
