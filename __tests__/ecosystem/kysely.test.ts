@@ -18,11 +18,13 @@
  * outside jest's module registry, which changes nothing here: it only calls our pool.
  */
 import * as nodeModule from 'node:module';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type * as KyselyModule from 'kysely';
 import type { Kysely as KyselyDb, MysqlPool } from 'kysely';
 import { createPool as createMysql2CallbackPool } from 'mysql2';
 import type { RowDataPacket } from 'mysql2/promise';
-import { createPool, type CallbackConnection, type Pool } from '../../src';
+import { createPool, type AbandonEvent, type CallbackConnection, type Pool } from '../../src';
 import { isRowLocked, mysqlUrl, uniqueTable } from '../support/db';
 import { ownerTable } from '../support/owner-table';
 import { nextEvent, waitUntil } from '../pool/helpers';
@@ -239,6 +241,34 @@ describe('Kysely controlled transactions (startTransaction)', () => {
     }
     expect(await isRowLocked(side, T, 50)).toBe(false);
     expect(await committed('open')).toEqual([{ id: 50, n: 0 }]);
+  });
+
+  test('one left open and dropped by its owner: once it is garbage collected, the pool rolls it back and gets its connection back', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (55, 'dropped', 0)`);
+    await withKysely(async (db, pool) => {
+      const abandoned = new Promise<AbandonEvent>((resolve) => pool.once('abandon', resolve));
+      const threadId = await (async () => {
+        const trx = await db.startTransaction().execute(); // never committed, never rolled back: just dropped
+        await trx.updateTable(T).set({ n: 1 }).where('id', '=', 55).execute();
+        return threadIdOf(trx);
+      })();
+      expect(await isRowLocked(side, T, 55)).toBe(true);
+      let event: AbandonEvent | undefined;
+      void abandoned.then((e) => (event = e));
+      await waitUntil(() => {
+        gc();
+        return event !== undefined;
+      }, 10_000);
+      expect(event).toMatchObject({ threadId, reason: 'garbage-collected' });
+      await waitUntil(async () => !(await isRowLocked(side, T, 55)), 5_000);
+      expect(await committed('dropped')).toEqual([{ id: 55, n: 0 }]);
+      // The only connection serves the next user, outside any transaction.
+      expect(await threadIdOf(db)).toBe(threadId);
+      await db.insertInto(T).values({ id: 56, owner: 'dropped-next', n: 0 }).execute();
+      expect(await committed('dropped-next')).toEqual([{ id: 56, n: 0 }]);
+    });
   });
 
   test('one left open and rolled back late: the locks go at that moment, not before; the next user of that connection commits alone', async () => {

@@ -30,7 +30,8 @@ export interface LeaseOwner {
   /** Where the user called from, when mysql2's `trace` option is on (its default). */
   captureCaller(below: Function): StackHolder | undefined;
   releaseSession(session: Session, lease: PoolConnection, why?: AbandonReason, stack?: string): void;
-  destroySession(session: Session, reason: string): void;
+  destroySession(session: Session, reason: string, lease?: PoolConnection): void;
+  watchLease(lease: PoolConnection): void;
   reportRollbackError(session: Session, error: RollbackFailedError): void;
   beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction>;
   killQuery(session: Session): Promise<void>;
@@ -48,6 +49,8 @@ export class PoolConnection {
   readonly takenAt: string | undefined;
   /** Timer of leak detection, if on. */
   leakTimer: NodeJS.Timeout | undefined;
+  /** @internal Registered with the pool's safety net for leases lost inside a transaction. */
+  watchedForLoss = false;
 
   /** @internal Leases are made by the pool: use `pool.getConnection()`. */
   constructor(
@@ -103,6 +106,7 @@ export class PoolConnection {
     const fenced = this.fence('beginTransaction');
     if (fenced) return fenced;
     this.session.armTransactionGuard();
+    this.watchIfInTransaction();
     return this.session.run('query', 'START TRANSACTION', undefined).then(noValue);
   }
 
@@ -157,7 +161,7 @@ export class PoolConnection {
   destroy(): void {
     if (this.released) return;
     this.released = true;
-    this.owner.destroySession(this.session, 'destroyed by user');
+    this.owner.destroySession(this.session, 'destroyed by user', this);
   }
 
   /** Escapes a value for SQL, as mysql2 (no server round trip). */
@@ -263,6 +267,7 @@ export class PoolConnection {
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
     }
+    this.watchIfInTransaction();
     return this.session.run(method, sql, values, this.owner.captureCaller(this.run));
   }
 
@@ -270,6 +275,17 @@ export class PoolConnection {
   private fence(method: string): Promise<never> | undefined {
     const error = this.fencedError(method);
     return error === undefined ? undefined : Promise.reject(error);
+  }
+
+  /**
+   * @internal Checked before each statement (one boolean on the clean path): a
+   * transaction opened by the previous statement (or by `beginTransaction`)
+   * puts the lease under the pool's watch for loss.
+   */
+  watchIfInTransaction(): void {
+    if (this.watchedForLoss || !this.session.inTransaction) return;
+    this.watchedForLoss = true;
+    this.owner.watchLease(this);
   }
 
   /** @internal The error a call on this lease gets now, or undefined when it may proceed. */

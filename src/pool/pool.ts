@@ -53,6 +53,18 @@ export interface PoolStats {
   destroyed: number;
 }
 
+/**
+ * The safety net for leases dropped inside a transaction without `release()`
+ * (lost by their owner: a library that keeps a connection for a transaction
+ * nobody finishes, a forgotten lease). When one is garbage collected its
+ * session is given back as abandoned (reason `garbage-collected`): rolled
+ * back, its locks freed, and the slot is not lost. It holds the session,
+ * never the lease.
+ */
+const lostLeases = new FinalizationRegistry<{ pool: Pool; session: Session; generation: number; takenAt: string | undefined }>(
+  ({ pool, session, generation, takenAt }) => pool.reclaimLostLease(session, generation, takenAt),
+);
+
 /** How long `end()` waits for connections to close before giving up on them. */
 const END_TIMEOUT_MS = 5_000;
 /** How long a polite COM_QUIT may take before the socket is destroyed. */
@@ -195,6 +207,24 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       if (this.options.leakDetectionMs > 0) this.watchForLeak(lease);
       return lease;
     });
+  }
+
+  /**
+   * @internal A lease just entered a transaction: from now on, losing it (garbage
+   * collected without `release()`) gives its session back as abandoned. Only
+   * leases in a transaction are watched: registering every checkout would cost
+   * every clean lease, and a lost clean lease holds no lock (`leakDetectionMs`
+   * reports it).
+   */
+  watchLease(lease: PoolConnection): void {
+    const { session } = lease;
+    lostLeases.register(lease, { pool: this, session, generation: session.generation, takenAt: lease.takenAt }, lease);
+  }
+
+  /** @internal A lease was garbage collected without being released: give its session back (abandoned). */
+  reclaimLostLease(session: Session, generation: number, takenAt: string | undefined): void {
+    if (session.generation !== generation || !this.out.has(session) || session.state !== 'leased') return;
+    this.releaseSession(session, undefined, 'garbage-collected', takenAt);
   }
 
   /**
@@ -382,6 +412,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   /** @internal A lease ended: decide the session's fate. Synchronous, never throws. */
   releaseSession(session: Session, lease?: PoolConnection, why: AbandonReason = 'released-in-transaction', stack?: string): void {
+    if (lease?.watchedForLoss) lostLeases.unregister(lease);
     if (lease?.leakTimer) clearTimeout(lease.leakTimer);
     const outcome = session.release();
     if (channels.release.hasSubscribers) {
@@ -413,7 +444,8 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /** @internal */
-  destroySession(session: Session, reason: string): void {
+  destroySession(session: Session, reason: string, lease?: PoolConnection): void {
+    if (lease?.watchedForLoss) lostLeases.unregister(lease);
     if (!this.out.has(session)) return;
     session.destroy(reason);
     this.giveBack(session, 'destroy');
