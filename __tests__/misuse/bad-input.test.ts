@@ -246,6 +246,21 @@ register('bad transaction options: rejected before any SQL, and what was open st
     left: { committed: [0, 1], idle: 1, counters: { abandoned: 0 } },
   },
   {
+    name: 'tx.transaction(fn, { retries: 3 }) (a savepoint is not retried alone): rejects naming the key, the outer transaction commits',
+    run: async ({ pool, ins }) => {
+      const tx = await pool.begin();
+      await tx.query(ins(1));
+      const fn = never();
+      const error = await rejection(tx.transaction(fn, { retries: 3 } as never));
+      expect(fn).not.toHaveBeenCalled();
+      expect(tx.state).toBe('active');
+      await tx.commit();
+      return error;
+    },
+    error: { pool: InvalidOptionError, code: 'ERR_INVALID_OPTION', option: 'retries' },
+    left: { committed: [0, 1], idle: 1, counters: { abandoned: 0 } },
+  },
+  {
     name: 'pool.begin({ isolationLevl: "SERIALIZABLE" }) (a typo): rejects naming the key',
     run: async ({ pool }) => {
       const outcome = await settle(pool.begin({ isolationLevl: 'SERIALIZABLE' } as never));

@@ -17,6 +17,7 @@ import { inspectAs, inspectSymbol } from '../inspect';
 import {
   CommitOutcomeUnknownError,
   ConnectionLostError,
+  InvalidOptionError,
   RollbackFailedError,
   TransactionAbandonedError,
   TransactionClosedError,
@@ -33,6 +34,9 @@ import { beginStatements, savepointName, type BeginOptions } from './sql';
  * not have committed (`ERR_COMMIT_OUTCOME_UNKNOWN`).
  */
 export type TransactionState = 'active' | 'committed' | 'rolledBack' | 'abandoned' | 'endedByServer' | 'outcomeUnknown';
+
+/** What `tx.transaction(fn, options)` (a savepoint) accepts. */
+const SAVEPOINT_OPTION_KEYS = new Set(['timeoutMs', 'signal', 'onTimeout']);
 
 /** What the FinalizationRegistry keeps of a transaction: enough to abandon it, nothing that keeps it alive. */
 interface Held {
@@ -174,6 +178,12 @@ export class Transaction {
 
   /** Runs `fn` in a savepoint: released if it resolves, rolled back to if it throws. */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options: Pick<TransactionOptions, 'timeoutMs' | 'signal' | 'onTimeout'> = {}): Promise<T> {
+    // A savepoint has no isolation level of its own and is not retried alone (a deadlock ends the whole transaction).
+    for (const key of options !== null && typeof options === 'object' ? Object.keys(options) : []) {
+      if (!SAVEPOINT_OPTION_KEYS.has(key)) {
+        return Promise.reject(new InvalidOptionError(key, 'a savepoint option: timeoutMs, signal or onTimeout'));
+      }
+    }
     const root = this.root();
     // If stopped while SAVEPOINT is in flight: the rollback to it is queued at once, behind it.
     const stoppedEarly = (): void => {
