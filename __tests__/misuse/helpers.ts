@@ -9,34 +9,17 @@
  */
 import type { Connection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { createPool, RollbackPoolError, type Pool, type PoolConnection, type PoolOptions, type PoolStats } from '../../src/index';
-import { isRowLocked, mysqlUrl, sideConnection, uniqueTable } from '../support/db';
+import { isRowLocked, mysqlUrl, sideConnection, threadAlive, uniqueTable } from '../support/db';
 
-export { isRowLocked };
+export { isRowLocked, threadAlive };
+export { deferred, rejection, settle } from '../support/async';
 
 /** mysql2's OK-packet flag: the session is inside a transaction. */
 const SERVER_STATUS_IN_TRANS = 0x0001;
 /** mysql2's OK-packet flag: autocommit is on. */
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
 
-/** The error `promise` rejects with; fails the test if it resolves instead. */
-export async function rejection(promise: Promise<unknown>): Promise<any> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error(`expected a rejection, got ${String(JSON.stringify(value))?.slice(0, 200)}`);
-}
 
-/** The settled outcome of a promise, without throwing. */
-export async function settle<T>(promise: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: any }> {
-  try {
-    return { ok: true, value: await promise };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
 
 /** Polls `check` until true; rejects after `timeoutMs` (a generous bound, not a race). */
 export async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5_000, intervalMs = 10): Promise<void> {
@@ -47,14 +30,6 @@ export async function waitUntil(what: string, check: () => Promise<boolean> | bo
   }
 }
 
-/** A promise with its resolve function outside. */
-export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 /**
  * One side connection and one `(id INT PRIMARY KEY, v INT)` table per test file,
@@ -100,11 +75,6 @@ export function testPool(extra: PoolOptions = {}): Pool {
   return createPool({ uri: mysqlUrl(), acquireTimeoutMs: 10_000, ...extra });
 }
 
-/** True while the server still has this thread. */
-export async function threadAlive(side: Connection, threadId: number): Promise<boolean> {
-  const [rows] = await side.query<RowDataPacket[]>('SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?', [threadId]);
-  return rows.length > 0;
-}
 
 /**
  * Fails unless the lease's session is outside any transaction: the server's

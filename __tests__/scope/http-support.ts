@@ -4,18 +4,8 @@ import type { AddressInfo } from 'node:net';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { sideConnection, uniqueTable } from '../support/db';
 
-export interface Deferred<T = void> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-}
+export { deferred, type Deferred } from '../support/async';
 
-export function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 /** Starts `server` on an ephemeral port of 127.0.0.1; resolves its base URL. */
 export async function listen(server: Server): Promise<string> {

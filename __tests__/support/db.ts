@@ -1,6 +1,6 @@
 /** Helpers for tests that talk to the database directly. */
 import { randomBytes } from 'node:crypto';
-import { createConnection, type Connection } from 'mysql2/promise';
+import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { DEFAULT_MYSQL_URL } from '../../scripts/server';
 
 /** The server globalSetup chose (it sets MYSQL_URL before workers start). */
@@ -35,4 +35,10 @@ export async function isRowLocked(side: Connection, table: string, id: number): 
     if ((error as { errno?: number }).errno === 1205) return true;
     throw error;
   }
+}
+
+/** True while the server still has a thread with this id. */
+export async function threadAlive(side: Connection, threadId: number): Promise<boolean> {
+  const [rows] = await side.query<RowDataPacket[]>('SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?', [threadId]);
+  return rows.length > 0;
 }

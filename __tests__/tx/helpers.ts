@@ -45,23 +45,7 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
   }
 }
 
-/** A promise with its resolve function outside, to sequence two transactions. */
-export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
-/** The settled value or reason of a promise, without throwing (for "this must reject" checks that keep going). */
-export async function settle<T>(promise: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: any }> {
-  try {
-    return { ok: true, value: await promise };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
 
 /**
  * A side connection plus fresh tables, dropped at the end. Each test file makes one:
@@ -109,13 +93,9 @@ export async function valueOf(side: Connection, table: string, id: number): Prom
   return rows[0] === undefined ? undefined : Number(rows[0].v);
 }
 
-export { isRowLocked } from '../support/db';
+export { isRowLocked, threadAlive } from '../support/db';
+export { deferred, rejection, settle } from '../support/async';
 
-/** True while the server still has a thread with this id. */
-export async function threadAlive(side: Connection, threadId: number): Promise<boolean> {
-  const [rows] = await side.query<RowDataPacket[]>('SELECT id FROM information_schema.PROCESSLIST WHERE id = ?', [threadId]);
-  return rows.length > 0;
-}
 
 /**
  * InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX only when it was not read for 100 ms:
@@ -163,16 +143,6 @@ export const ER_QUERY_INTERRUPTED = 1317;
 export const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION = 1792;
 
 
-/** The error `promise` rejects with; fails the test if it resolves instead. */
-export async function rejection(promise: Promise<unknown>): Promise<any> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error(`expected a rejection, got ${JSON.stringify(value)?.slice(0, 200)}`);
-}
 
 /** The error of a settled outcome, or undefined when it resolved. */
 export function errorOf(outcome: { ok: true } | { ok: false; error: unknown }): any {
