@@ -480,7 +480,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** Emits a pool event and publishes it on its diagnostics channel. */
   private report<K extends 'abandon' | 'rollback' | 'rollbackError' | 'destroy' | 'leak'>(kind: K, event: PoolEventMap[K][0]): void {
     this.notify(kind, ...([event] as PoolEventMap[K]));
-    publish(kind, { ...event, pool: this } as DiagnosticsMessages[K]);
+    if (channels[kind].hasSubscribers) publish(kind, { ...event, pool: this } as DiagnosticsMessages[K]);
   }
 
   private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<QueryOutcome> {

@@ -39,6 +39,8 @@ export interface SessionHooks {
 
 // Server status flags of the OK packet (mysql2 lib/constants/server_status.js).
 const SERVER_STATUS_IN_TRANS = 0x0001;
+/** XAER_NOTA: unknown XID. */
+const ER_XAER_NOTA = 1397;
 /** `SET TRANSACTION ...` for the next transaction only (not `SET SESSION TRANSACTION`, a lasting session setting). */
 const SET_TRANSACTION = /^\s*set\s+transaction\b/i;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
@@ -285,7 +287,7 @@ export class Session {
     });
     try {
       const restoreAutocommit = this.autocommitOff;
-      if (this.xaBranch !== undefined) await Promise.race([this.rollbackXaBranch(this.xaBranch), timeout]);
+      if (this.xaBranch !== undefined) await Promise.race([this.rollbackXa(), timeout]);
       // Pending characteristics are consumed by a transaction start, then undone with it.
       if (this.characteristicsPending) await Promise.race([this.run('query', 'START TRANSACTION', undefined), timeout]);
       await Promise.race([this.run('query', 'ROLLBACK', undefined), timeout]);
@@ -309,16 +311,20 @@ export class Session {
   }
 
   /**
+   * Rolls back the XA branch open on this connection, whatever its state:
    * `XA END` (refused if the branch is already ended or prepared: fine) then
    * `XA ROLLBACK`, which also undoes a prepared branch. Unknown XID (1397):
-   * the branch never started or is already finished.
+   * the branch never started or is already finished. Rejects if the
+   * connection cannot do it.
    */
-  private async rollbackXaBranch(xid: string): Promise<void> {
+  async rollbackXa(): Promise<void> {
+    const xid = this.xaBranch;
+    if (xid === undefined) return;
     await this.run('query', `XA END ${xid}`, undefined).catch(() => undefined);
     try {
       await this.run('query', `XA ROLLBACK ${xid}`, undefined);
     } catch (error) {
-      if ((error as { errno?: number }).errno !== 1397) throw error;
+      if ((error as { errno?: number }).errno !== ER_XAER_NOTA) throw error;
     }
     this.xaBranch = undefined;
   }

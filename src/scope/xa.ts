@@ -82,30 +82,24 @@ export interface XaCommitOutcome {
   readonly failure: unknown;
 }
 
-/** Ends (`XA END`) a branch still active; tolerates one already ended. */
+/** Ends (`XA END`) a branch still active. */
 async function endBranch(branch: XaBranch): Promise<void> {
   await branch.lease.query(`XA END ${branch.xid}`);
 }
 
 /**
- * Rolls a branch back on its own connection, whatever its XA state. A branch
- * that cannot be rolled back is destroyed: the server rolls back an active
- * one; a prepared one survives and is left to recovery (no commit decision
- * was written for it, so recovery rolls it back).
+ * Rolls a branch back on its own connection, whatever its XA state (see
+ * `Session.rollbackXa`). A branch that cannot be rolled back is destroyed:
+ * the server rolls back an active one; a prepared one survives and is left to
+ * recovery (no commit decision was written for it, so recovery rolls it back).
  */
 export async function rollbackBranch(branch: XaBranch): Promise<boolean> {
   const { lease } = branch;
   if (lease.isReleased) return false;
-  await endBranch(branch).catch(() => undefined); // already ended or prepared
   try {
-    await lease.query(`XA ROLLBACK ${branch.xid}`);
-    lease.session.xaBranch = undefined;
+    await lease.session.rollbackXa();
     return true;
-  } catch (error) {
-    if (errno(error) === ER_XAER_NOTA) {
-      lease.session.xaBranch = undefined; // it never started: nothing to undo
-      return true;
-    }
+  } catch {
     lease.destroy();
     return false;
   }
