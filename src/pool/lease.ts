@@ -49,7 +49,10 @@ export class PoolConnection {
   readonly takenAt: string | undefined;
   /** Timer of leak detection, if on. */
   leakTimer: NodeJS.Timeout | undefined;
-  /** @internal Registered with the pool's safety net for leases lost inside a transaction. */
+  /**
+   * @internal Covered against loss inside a transaction: registered with the
+   * pool's safety net, or owned by a transaction handle that has its own.
+   */
   watchedForLoss = false;
 
   /** @internal Leases are made by the pool: use `pool.getConnection()`. */

@@ -119,6 +119,9 @@ export class Transaction {
   ): Promise<Transaction> {
     const statements = beginStatements(options); // validated before any SQL is sent
     lease.activeTransaction?.deref()?.abandon('superseded');
+    // A lease the handle owns is held by the handle (or the runner) to its end, and a lost handle is
+    // caught by `lost` below: the pool's net for lost leases would only watch it a second time.
+    if (ownsLease) lease.watchedForLoss = true;
     let sent = 0;
     try {
       for (const sql of statements) {
