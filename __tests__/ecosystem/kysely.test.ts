@@ -271,6 +271,25 @@ describe('Kysely controlled transactions (startTransaction)', () => {
     });
   });
 
+  test('one dropped right after startTransaction (nothing run in it): its connection comes back once it is collected', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    await withKysely(async (db, pool) => {
+      let event: AbandonEvent | undefined;
+      pool.once('abandon', (e) => (event = e));
+      await (async () => {
+        await db.startTransaction().execute(); // Kysely's raw `start transaction`, then dropped
+      })();
+      await waitUntil(() => {
+        gc();
+        return event !== undefined;
+      }, 10_000);
+      expect(event?.reason).toBe('garbage-collected');
+      await db.insertInto(T).values({ id: 57, owner: 'dropped-early', n: 0 }).execute(); // the only connection is back
+      expect(await committed('dropped-early')).toEqual([{ id: 57, n: 0 }]);
+    });
+  });
+
   test('one left open and rolled back late: the locks go at that moment, not before; the next user of that connection commits alone', async () => {
     await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (60, 'late', 0)`);
     await withKysely(async (db, pool) => {

@@ -77,3 +77,38 @@ test('a released lease, and a lease still referenced, are never reclaimed', asyn
     await pool.end();
   }
 });
+
+test.each([
+  ['a raw START TRANSACTION', "query('START TRANSACTION')"],
+  ["execute('begin')", "execute('begin')"],
+  ['SET autocommit=0 and one INSERT', 'autocommit'],
+])('a lease lost right after %s (nothing after it) is reclaimed too', async (_label, how) => {
+  const pool = createPool({ uri: mysqlUrl(), connectionLimit: 1 });
+  try {
+    const abandons: AbandonEvent[] = [];
+    pool.on('abandon', (event) => abandons.push(event));
+    const threadId = await (async () => {
+      const conn = await pool.getConnection();
+      if (how === 'autocommit') {
+        await conn.query('SET autocommit=0');
+        await conn.query(insert('raw', 1)); // opens a transaction: the last statement on this lease
+      } else if (how.startsWith('execute')) {
+        await conn.execute('begin');
+      } else {
+        await conn.query('START TRANSACTION');
+      }
+      return conn.threadId;
+    })();
+    await waitUntil(() => {
+      gc();
+      return abandons.length > 0;
+    }, 10_000);
+    expect(abandons[0]).toMatchObject({ threadId, reason: 'garbage-collected' });
+    const next = await pool.getConnection(); // the only slot came back
+    expect(next.threadId).toBe(threadId);
+    next.release();
+    expect(await visible(side, table, 'raw')).toEqual([]);
+  } finally {
+    await pool.end();
+  }
+});

@@ -207,7 +207,7 @@ export class CallbackConnection {
       failCommand(command, fenced);
       return;
     }
-    this.lease.watchIfInTransaction();
+    this.lease.watchIfInTransaction(command.sql);
     (this.lease.session as Session).sendQuery(command, streaming);
   }
 }

@@ -270,7 +270,7 @@ export class PoolConnection {
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
     }
-    this.watchIfInTransaction();
+    this.watchIfInTransaction(sql);
     return this.session.run(method, sql, values, this.owner.captureCaller(this.run));
   }
 
@@ -281,12 +281,18 @@ export class PoolConnection {
   }
 
   /**
-   * @internal Checked before each statement (one boolean on the clean path): a
-   * transaction opened by the previous statement (or by `beginTransaction`)
-   * puts the lease under the pool's watch for loss.
+   * @internal Checked before each statement: a lease that is (or, with this
+   * statement, will be) inside a transaction goes under the pool's watch for
+   * loss. "Will be": a raw BEGIN / START TRANSACTION / XA START, or any
+   * statement with autocommit off; "is": a transaction an earlier statement
+   * opened. Once watched, a boolean; before, a flag and one anchored regex.
    */
-  watchIfInTransaction(): void {
-    if (this.watchedForLoss || !this.session.inTransaction) return;
+  watchIfInTransaction(sql?: string | QueryOptions): void {
+    if (this.watchedForLoss) return;
+    const session = this.session;
+    if (!session.inTransaction && !session.autocommitOff && !(sql !== undefined && OPENS_TRANSACTION.test(typeof sql === 'string' ? sql : sql.sql))) {
+      return;
+    }
     this.watchedForLoss = true;
     this.owner.watchLease(this);
   }
@@ -298,6 +304,9 @@ export class PoolConnection {
     return undefined;
   }
 }
+
+/** Statements that open a transaction explicitly. */
+const OPENS_TRANSACTION = /^\s*(?:begin|start\s+transaction|xa\s+(?:start|begin))\b/i;
 
 function noValue(): void {
   return undefined;

@@ -31,6 +31,7 @@ export const GTRID_PREFIX = 'rp:';
 
 /** MySQL's error numbers for XA (see the server's `XAER_*` errors). */
 const ER_XAER_NOTA = 1397; // unknown XID: already finished, never started, or owned by a live session (MariaDB)
+const ER_NO_SUCH_TABLE = 1146;
 
 /** How long a recovery's `rollback` decision is kept: a coordinator that was only slow must still find it. */
 const KEEP_ROLLBACK_DECISIONS_HOURS = 24;
@@ -155,33 +156,59 @@ export async function commitBranches(host: XaHost, gtrid: string, branches: XaBr
     return rollBackAll((prepared[prepareFailure] as PromiseRejectedResult).reason);
   }
 
-  // The decision. If it cannot be read back, nobody knows it: leave the branches prepared for recovery.
+  // The decision, on a connection of its own (kept for the record's deletion). If it cannot be read
+  // back, nobody here knows it: the branches are left prepared, for recovery to finish as recorded.
+  let side: PromiseConnection;
   let decision: Decision;
   try {
-    decision = await decide(host, gtrid, 'commit');
+    side = await host.openSideConnection();
   } catch (error) {
-    leftPrepared.push(...branches);
-    return outcome(error);
+    return leavePrepared(branches, error);
   }
-  if (decision === 'rollback') {
-    return rollBackAll(new Error(`XA transaction ${gtrid} was decided 'rollback' by a recovery before it could commit`));
+  try {
+    try {
+      decision = await decide(host, side, gtrid, 'commit');
+    } catch (error) {
+      // Refused by the server (no privilege, no table): certainly not recorded, so nobody can have
+      // decided commit; roll back now rather than leave locks held until a recovery.
+      if (error instanceof NotRecorded) return await rollBackAll(error.cause);
+      return leavePrepared(branches, error);
+    }
+    if (decision === 'rollback') {
+      return await rollBackAll(new Error(`XA transaction ${gtrid} was decided 'rollback' by a recovery before it could commit`));
+    }
+
+    // Phase two: the decision is durable; every branch must end committed, by us now or by recovery later.
+    const results = await Promise.allSettled(branches.map((branch) => commitPrepared(host, branch)));
+    const stillPrepared: XaBranch[] = [];
+    results.forEach((result, i) => {
+      const branch = branches[i] as XaBranch;
+      if (result.status === 'fulfilled') committed.push(branch);
+      else {
+        failed.push({ branch, error: result.reason });
+        stillPrepared.push(branch);
+      }
+    });
+    if (stillPrepared.length > 0) return leavePrepared(stillPrepared, failed[0]?.error);
+    await forget(host, side, gtrid).catch(() => undefined); // a leftover row is harmless; recovery clears it
+    return outcome();
+  } finally {
+    side.destroy();
   }
 
-  // Phase two: the decision is durable; every branch must end committed, by us now or by recovery later.
-  const results = await Promise.allSettled(branches.map((branch) => commitPrepared(host, branch)));
-  results.forEach((result, i) => {
-    const branch = branches[i] as XaBranch;
-    if (result.status === 'fulfilled') committed.push(branch);
-    else {
-      failed.push({ branch, error: result.reason });
+  /**
+   * Branches whose fate is recorded (or may be) but not applied: their connections are closed (a
+   * prepared branch survives that) instead of going back to the pool, whose cleanup would roll them
+   * back whatever the record says.
+   */
+  function leavePrepared(left: XaBranch[], failure: unknown): XaCommitOutcome {
+    for (const branch of left) {
       leftPrepared.push(branch);
+      branch.lease.session.xaBranch = undefined;
+      branch.lease.destroy();
     }
-  });
-  if (leftPrepared.length === 0) {
-    await forget(host, gtrid).catch(() => undefined); // a leftover row is harmless; recovery clears it
-    return outcome();
+    return outcome(failure);
   }
-  return outcome(failed[0]?.error);
 }
 
 /**
@@ -229,12 +256,24 @@ type Decision = 'commit' | 'rollback';
  * Records `wanted` for `gtrid` unless a decision exists, and returns the
  * decision that holds. The primary key settles a race with a recovery.
  */
-async function decide(host: XaHost, gtrid: string, wanted: Decision): Promise<Decision> {
-  return withSideConnection(host, async (side) => {
-    await ensureLogTable(host, side);
-    await side.query(`INSERT INTO ${host.xaLogTable} (gtrid, decision) VALUES (?, ?) ON DUPLICATE KEY UPDATE gtrid = gtrid`, [gtrid, wanted]);
-    return readDecision(host, side, gtrid);
-  });
+async function decide(host: XaHost, side: PromiseConnection, gtrid: string, wanted: Decision): Promise<Decision> {
+  try {
+    await withLogTable(host, side, () =>
+      side.query(`INSERT INTO ${host.xaLogTable} (gtrid, decision) VALUES (?, ?) ON DUPLICATE KEY UPDATE gtrid = gtrid`, [gtrid, wanted]),
+    );
+  } catch (error) {
+    // An error reply on a live connection: the row was not written. A lost connection: it may have been.
+    if (!(error as { fatal?: boolean }).fatal && errno(error) !== undefined) throw new NotRecorded(error);
+    throw error;
+  }
+  return readDecision(host, side, gtrid);
+}
+
+/** The server refused to record the decision: it certainly was not written. */
+class NotRecorded extends Error {
+  constructor(cause: unknown) {
+    super('the XA decision could not be recorded', { cause });
+  }
 }
 
 async function readDecision(host: XaHost, side: PromiseConnection, gtrid: string): Promise<Decision> {
@@ -245,13 +284,21 @@ async function readDecision(host: XaHost, side: PromiseConnection, gtrid: string
 }
 
 /** Drops the record of a transaction committed everywhere. */
-function forget(host: XaHost, gtrid: string): Promise<void> {
-  return withSideConnection(host, async (side) => {
-    await side.query(`DELETE FROM ${host.xaLogTable} WHERE gtrid = ? AND decision = 'commit'`, [gtrid]);
-  });
+async function forget(host: XaHost, side: PromiseConnection, gtrid: string): Promise<void> {
+  await side.query(`DELETE FROM ${host.xaLogTable} WHERE gtrid = ? AND decision = 'commit'`, [gtrid]);
 }
 
-async function ensureLogTable(host: XaHost, side: PromiseConnection): Promise<void> {
+/**
+ * Runs `work` on the decision table, creating the table first if it does not
+ * exist yet (ER_NO_SUCH_TABLE): a table created beforehand needs no CREATE
+ * privilege.
+ */
+async function withLogTable<T>(host: XaHost, side: PromiseConnection, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (errno(error) !== ER_NO_SUCH_TABLE) throw error;
+  }
   await side.query(
     `CREATE TABLE IF NOT EXISTS ${host.xaLogTable} (` +
       'gtrid VARBINARY(64) NOT NULL PRIMARY KEY, ' +
@@ -259,6 +306,7 @@ async function ensureLogTable(host: XaHost, side: PromiseConnection): Promise<vo
       'decided_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)' +
       ') ENGINE=InnoDB',
   );
+  return work();
 }
 
 async function withSideConnection<T>(host: XaHost, fn: (side: PromiseConnection) => Promise<T>): Promise<T> {
@@ -298,7 +346,7 @@ interface RecoveredXid {
  */
 export async function recoverPrepared(host: XaHost): Promise<XaRecoveryReport> {
   return withSideConnection(host, async (side) => {
-    await ensureLogTable(host, side);
+    await withLogTable(host, side, () => side.query(`SELECT 1 FROM ${host.xaLogTable} LIMIT 0`));
     const [rows] = await side.query<RowDataPacket[]>('XA RECOVER');
     const report = { committed: [] as string[], rolledBack: [] as string[], inUse: [] as string[] };
     const tag = logTag(host.xaLogTable);
