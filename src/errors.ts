@@ -89,13 +89,21 @@ export class QueueLimitError extends RollbackPoolError {
   }
 }
 
-/** A pending ROLLBACK failed or timed out; the connection was destroyed. */
+/**
+ * The ROLLBACK of an abandoned transaction failed or timed out (its
+ * connection was destroyed), or, thrown by `commit()`, the ROLLBACK TO of an
+ * abandoned savepoint failed (the connection is kept; the transaction was
+ * rolled back instead of committed).
+ */
 export class RollbackFailedError extends RollbackPoolError {
-  constructor(reason: string, cause?: unknown) {
+  constructor(reason: string, cause?: unknown, connectionDestroyed = true) {
     super(
       'ERR_ROLLBACK_FAILED',
-      `The rollback of an abandoned transaction ${reason}; its connection was destroyed ` +
-        'and will not be reused (the server rolls the transaction back when the connection closes).',
+      connectionDestroyed
+        ? `The rollback of an abandoned transaction ${reason}; its connection was destroyed ` +
+            'and will not be reused (the server rolls the transaction back when the connection closes).'
+        : `The rollback to a savepoint of an abandoned transaction ${reason}; ` +
+            'the transaction cannot commit and is rolled back instead.',
       { cause },
     );
   }
@@ -181,7 +189,7 @@ export class CommitOutcomeUnknownError extends RollbackPoolError {
  * A scope's commit decision could not be carried out on every connection.
  * Connections commit one by one (there is no atomic commit across connections
  * without two-phase commit): `committed` lists those that did (their work is
- * permanent), `failed` the one whose COMMIT failed, `rolledBack` the rest.
+ * permanent), `failed` those whose COMMIT or ROLLBACK failed, `rolledBack` the rest.
  */
 export class ScopeCommitError extends RollbackPoolError {
   constructor(

@@ -10,7 +10,7 @@ import type { PoolOptions } from './options';
 
 /**
  * Creates a pool, as `mysql2/promise`'s `createPool`: the same options (plus
- * ours) or a `mysql://` URL. Throws `ERR_INVALID_OPTION` naming a bad option.
+ * ours) or a `mysql://` or `mariadb://` URL. Throws `ERR_INVALID_OPTION` naming a bad option.
  *
  * ```ts
  * import { createPool } from 'rollback-pool';

@@ -19,18 +19,22 @@ export interface RollbackPoolOwnOptions {
    * next checkout (the sqlx / deadpool behaviour).
    */
   cleanup?: CleanupMode;
-  /** A pending ROLLBACK slower than this destroys the connection. Default 5000. */
+  /**
+   * A pending ROLLBACK slower than this destroys the connection; it also bounds
+   * the `KILL QUERY` of a callback transaction's `onTimeout: 'kill'`. Default 5000.
+   */
   rollbackTimeoutMs?: number;
   /** A checkout that waits longer rejects with `ERR_ACQUIRE_TIMEOUT`. Default 10000. */
   acquireTimeoutMs?: number;
   /** Emit `leak` for a lease held longer than this. Default 0 (off). */
   leakDetectionMs?: number;
-  /** Record where leases were taken, for the `abandon` and `leak` events. Default false. */
+  /** Record where leases and transactions were taken, for the `abandon` and `leak` events. Default false. */
   captureStacks?: boolean;
   /**
    * The table where two-phase request scopes record their commit decisions
-   * (`table` or `database.table`). Created on first use if missing (needs the
-   * CREATE privilege then). Default `'rollback_pool_xa_log'`.
+   * (`table` or `database.table`). Created the first time it is found missing
+   * (which needs the CREATE privilege); a table created beforehand needs only
+   * SELECT, INSERT and DELETE. Default `'rollback_pool_xa_log'`.
    */
   xaLogTable?: string;
 }

@@ -8,7 +8,11 @@ import type { RollbackFailedError } from '../errors';
 
 /** Why a transaction was abandoned (given up without commit or rollback). */
 export type AbandonReason =
-  /** its connection was released (or its BEGIN failed) while a transaction was open */
+  /**
+   * its connection was released (or its BEGIN failed) inside a transaction, with
+   * autocommit off, with a statement in flight, or with a pending `SET TRANSACTION`
+   * (also after a `pool.query`)
+   */
   | 'released-in-transaction'
   /** its handle was disposed while still active (`using`, `tx[Symbol.dispose]()`) */
   | 'disposed'

@@ -228,7 +228,7 @@ export class PoolConnection {
   queueRollback(sql: string, onFailure?: (error: RollbackFailedError) => void): void {
     if (this.released || this.owner.closed) return; // released: the pool's own cleanup takes over
     this.session.run('query', sql, undefined).catch((error: unknown) => {
-      const failure = new RollbackFailedError('failed', error);
+      const failure = new RollbackFailedError('failed', error, sql === 'ROLLBACK');
       if (sql === 'ROLLBACK') {
         this.owner.reportRollbackError(this.session, failure);
         this.destroy();

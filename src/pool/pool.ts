@@ -33,7 +33,7 @@ import { Session, type QueryOutcome, type SessionHooks, type StackHolder } from 
 
 /** A snapshot of the pool, from `pool.stats()`. */
 export interface PoolStats {
-  /** Open connections, in any state. */
+  /** Open connections: idle, leased or pending rollback (not counting broken ones about to be dropped). */
   total: number;
   /** Clean connections ready to be leased. */
   idle: number;
