@@ -33,6 +33,7 @@ export const END_KINDS = [
   'dispose', // `using tx = await pool.begin()`, block left without commit
   'drop', // pool.begin() handle simply dropped (garbage collected)
   'scope', // pool.withScope(), decide() picks commit or rollback
+  'scopeXa', // pool.withScope({ twoPhase: true }), two connections (the token and its twin row), decide() picks
 ] as const;
 export type EndKind = (typeof END_KINDS)[number];
 

@@ -64,6 +64,13 @@ export interface SoakSummary {
   recovery: Record<string, Recovery>;
   notRecovered: number;
   restarts: RestartRecord[];
+  /** Two-phase scopes: recoveries during the run and at the end, and the all-or-nothing check. */
+  xa: {
+    scopes: number;
+    duringRun: { committed: number; rolledBack: number; inUse: number; failed: number };
+    atEnd: { committed: number; rolledBack: number };
+    halfCommitted: number;
+  };
   probe: { sampled: number; withInnodbTrx: number; staleCacheRechecks: number; failed: number; violations: number; finalSweep: number };
   pool: Record<string, number>;
   events: Record<string, number>;
@@ -116,8 +123,10 @@ async function soak(options: SoakOptions): Promise<SoakSummary> {
     const srv = server;
     const ledgerTable = 'soak_ledger';
     const readsTable = 'soak_reads';
+    const twinTable = 'soak_ledger_twin';
     setup = await createConnection({ uri: srv.url, connectTimeout: 5_000 });
     await setup.query(Ledger.ddl(ledgerTable));
+    await setup.query(`CREATE TABLE ${twinTable} (token BIGINT NOT NULL PRIMARY KEY) ENGINE=InnoDB`);
     for (const sql of readsDdl(readsTable)) await setup.query(sql);
     setup.on('error', () => undefined); // it dies with the first restart; replaced for the final check
     const ledger = new Ledger(ledgerTable);
@@ -149,7 +158,7 @@ async function soak(options: SoakOptions): Promise<SoakSummary> {
     let stopping = false;
     const probe = new CheckoutProbe(DEFAULT_WORKLOAD.probeRate, rng);
     const ctx: WorkloadContext = {
-      pool: pl, ledger, readsTable, probe, options: DEFAULT_WORKLOAD, rng,
+      pool: pl, ledger, readsTable, twinTable, probe, options: DEFAULT_WORKLOAD, rng,
       stopping: () => stopping, errors: new Map(),
     };
     const startedAt = Date.now();
@@ -161,6 +170,23 @@ async function soak(options: SoakOptions): Promise<SoakSummary> {
       while (!stopping) {
         await sleep(200 + rng() * 300);
         if (!stopping) await probe.run(pl, 'pool.query');
+      }
+    })();
+    // A recovery now and then, while two-phase scopes are committing (through the proxy, so faults
+    // hit it too): it must never make a live scope commit half (the decision record settles the race).
+    const xa = { duringRun: { committed: 0, rolledBack: 0, inUse: 0, failed: 0 }, atEnd: { committed: 0, rolledBack: 0 }, halfCommitted: 0, scopes: 0 };
+    const recoveries = (async (): Promise<void> => {
+      while (!stopping) {
+        await sleep(5_000 + rng() * 10_000);
+        if (stopping) break;
+        try {
+          const report = await pl.recoverXa();
+          xa.duringRun.committed += report.committed.length;
+          xa.duringRun.rolledBack += report.rolledBack.length;
+          xa.duringRun.inUse += report.inUse.length;
+        } catch {
+          xa.duringRun.failed++;
+        }
       }
     })();
 
@@ -202,7 +228,7 @@ async function soak(options: SoakOptions): Promise<SoakSummary> {
     log('stopping faults and workers...');
     await sch.stop();
     stopping = true;
-    const finished = await within(Promise.all([...running, poolProbes]), 30_000);
+    const finished = await within(Promise.all([...running, poolProbes, recoveries]), 30_000);
     if (!finished) violations.push('workers still running 30 s after the stop (a hang)');
 
     // Dropped handles still out: collect them, then nothing may stay leased or pending.
@@ -232,10 +258,32 @@ async function soak(options: SoakOptions): Promise<SoakSummary> {
     await prx.close();
     proxy = undefined;
 
+    // What faults left prepared (a lost XA COMMIT, a coordinator cut off) is finished as its decision
+    // record says, before the ledger is read: a prepared row is invisible until then.
+    const recoverer = createPool({ uri: srv.url, connectionLimit: 1 });
+    try {
+      const report = await recoverer.recoverXa();
+      xa.atEnd.committed = report.committed.length;
+      xa.atEnd.rolledBack = report.rolledBack.length;
+      if (report.inUse.length > 0) violations.push(`${report.inUse.length} XA branch(es) still owned by a connection after the pool ended`);
+    } catch (error) {
+      violations.push(`recoverXa() failed at the end: ${describe(error)}`);
+    } finally {
+      await recoverer.end();
+    }
+
     // A fresh connection: the setup one did not survive the restarts.
     await setup.end().catch(() => undefined);
     setup = await createConnection({ uri: srv.url, connectTimeout: 5_000 });
     const check = await ledger.check(setup);
+    // All or nothing: a two-phase scope's token and its twin, whatever the client was told.
+    const [[halves]] = (await setup.query(
+      `SELECT (SELECT COUNT(*) FROM ${ledgerTable} l WHERE l.kind = 'scopeXa' AND NOT EXISTS (SELECT 1 FROM ${twinTable} t WHERE t.token = l.token)) + ` +
+        `(SELECT COUNT(*) FROM ${twinTable} t WHERE NOT EXISTS (SELECT 1 FROM ${ledgerTable} l WHERE l.token = t.token)) AS n`,
+    )) as unknown as [[{ n: number }]];
+    xa.halfCommitted = Number(halves.n);
+    xa.scopes = [...ledger.byKind].filter(([key]) => key.startsWith('scopeXa:')).reduce((a, [, n]) => a + n, 0);
+    if (xa.halfCommitted > 0) violations.push(`${xa.halfCommitted} two-phase scope(s) committed on one connection and not the other`);
     const sum = (outcome: string): number =>
       [...ledger.byKind].filter(([key]) => key.endsWith(`:${outcome}`)).reduce((a, [, n]) => a + n, 0);
 
@@ -254,6 +302,7 @@ async function soak(options: SoakOptions): Promise<SoakSummary> {
       recovery: Object.fromEntries([...sch.recovery].sort()),
       notRecovered: sch.notRecovered.length,
       restarts,
+      xa,
       probe: {
         sampled: probe.sampled, withInnodbTrx: probe.withInnodbTrx, staleCacheRechecks: probe.staleCacheRechecks,
         failed: probe.failed, violations: probe.violationCount, finalSweep: sweep.probed,
@@ -413,6 +462,9 @@ export function formatSummary(s: SoakSummary): string {
     ? ` (recovery after the server answered: ${s.restarts.map((r) => `${r.recoveryMs} ms`).join(', ')}; down ${s.restarts.map((r) => `${r.downMs} ms`).join(', ')})`
     : ''));
   lines.push('');
+  lines.push(`two-phase scopes: ${s.xa.scopes}, committed on one connection only: ${s.xa.halfCommitted}; ` +
+    `recoverXa during the run: ${s.xa.duringRun.committed} committed, ${s.xa.duringRun.rolledBack} rolled back, ` +
+    `${s.xa.duringRun.inUse} in use, ${s.xa.duringRun.failed} failed (faults); at the end: ${s.xa.atEnd.committed} committed, ${s.xa.atEnd.rolledBack} rolled back`);
   lines.push(`checkout probes: ${s.probe.sampled} sampled (${s.probe.withInnodbTrx} with innodb_trx; ${s.probe.staleCacheRechecks} stale-cache rechecks cleared; ${s.probe.failed} hit by a fault), ${s.probe.violations} inside a transaction; final sweep probed ${s.probe.finalSweep} of ${s.connectionLimit}`);
   lines.push(`pool at the end: ${JSON.stringify(s.pool)}`);
   lines.push(`pool events: ${JSON.stringify(s.events)}`);

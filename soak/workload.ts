@@ -51,7 +51,7 @@ export interface WorkloadOptions {
 export const DEFAULT_WORKLOAD: WorkloadOptions = {
   weights: {
     commit: 20, connCommit: 10, rollback: 8, throw: 8, timeout: 6, abort: 6,
-    release: 10, dispose: 6, drop: 3, scope: 12,
+    release: 10, dispose: 6, drop: 3, scope: 12, scopeXa: 4,
   },
   readRate: 0.3,
   probeRate: 0.25,
@@ -148,6 +148,8 @@ export interface WorkloadContext {
   pool: Pool;
   ledger: Ledger;
   readsTable: string;
+  /** Where a two-phase scope writes the twin of its token, on its second connection. */
+  twinTable: string;
   probe: CheckoutProbe;
   options: WorkloadOptions;
   rng: Rng;
@@ -213,6 +215,8 @@ function one(ctx: WorkloadContext, id: number, kind: EndKind, token: number, saw
       return viaCallback(ctx, id, kind, token, saw);
     case 'scope':
       return viaScope(ctx, id, token, saw);
+    case 'scopeXa':
+      return viaTwoPhaseScope(ctx, id, token, saw);
   }
 }
 
@@ -390,6 +394,40 @@ async function viaScope(ctx: WorkloadContext, id: number, token: number, saw: (e
     if (decision === 'rollback') return ['notCommitted', 'scope decided rollback'];
     if (decision === 'commit') return ['unknown', `scope commit failed (${codeOf(error)})`];
     return ['unknown', `scope rejected before deciding (${codeOf(error)})`];
+  }
+}
+
+/**
+ * pool.withScope({ twoPhase: true }): the token on one connection, its twin row on another; decide()
+ * commits or rolls back. Whatever the outcome, the two rows must end both present or both absent
+ * (checked after the run, once `recoverXa()` finished what faults left prepared).
+ */
+async function viaTwoPhaseScope(ctx: WorkloadContext, id: number, token: number, saw: (e: unknown) => void): Promise<Recorded> {
+  const wantCommit = ctx.rng() < 0.6;
+  const throwInside = ctx.rng() < 0.1;
+  let decision: 'commit' | 'rollback' | undefined;
+  try {
+    await ctx.pool.withScope(
+      async () => {
+        const main = await ctx.pool.getConnection();
+        try {
+          await insert(ctx, main, token, 'scopeXa', id);
+        } finally {
+          main.release(); // handed to the scope
+        }
+        await ctx.pool.query(`INSERT INTO ${ctx.twinTable} (token) VALUES (?)`, [token]); // the scope's shared connection
+        if (throwInside) throw new Deliberate('two-phase scope body throws');
+      },
+      { twoPhase: true, decide: (outcome) => (decision = outcome.ok && wantCommit ? 'commit' : 'rollback') },
+    );
+    if (decision === 'commit') return ['committed', 'two-phase scope committed'];
+    if (decision === 'rollback') return ['notCommitted', 'two-phase scope decided rollback'];
+    return ['unknown', 'two-phase scope resolved without a decision'];
+  } catch (error) {
+    if (!(error instanceof Deliberate)) saw(error);
+    if (decision === 'rollback') return ['notCommitted', 'two-phase scope decided rollback'];
+    if (decision === 'commit') return ['unknown', `two-phase scope commit failed (${codeOf(error)})`];
+    return ['unknown', `two-phase scope rejected before deciding (${codeOf(error)})`];
   }
 }
 
