@@ -364,37 +364,20 @@ async function viaCallback(ctx: WorkloadContext, id: number, kind: 'throw' | 'ti
 }
 
 /** pool.withScope(): a connection of the scope writes the token; decide() commits or rolls back. */
-async function viaScope(ctx: WorkloadContext, id: number, token: number, saw: (e: unknown) => void): Promise<Recorded> {
-  const wantCommit = ctx.rng() < 0.6;
-  const throwInside = ctx.rng() < 0.15;
-  let decision: 'commit' | 'rollback' | undefined;
-  try {
-    await ctx.pool.withScope(
-      async () => {
-        if (ctx.rng() < 0.5) {
-          const conn = await ctx.pool.getConnection();
-          try {
-            await insert(ctx, conn, token, 'scope', id);
-            await maybeRead(ctx, conn);
-          } finally {
-            conn.release(); // handed to the scope, not committed
-          }
-        } else {
-          await insert(ctx, ctx.pool, token, 'scope', id); // the scope's shared connection
-        }
-        if (throwInside) throw new Deliberate('scope body throws');
-      },
-      { decide: (outcome) => (decision = outcome.ok && wantCommit ? 'commit' : 'rollback') },
-    );
-    if (decision === 'commit') return ['committed', 'scope committed'];
-    if (decision === 'rollback') return ['notCommitted', 'scope decided rollback'];
-    return ['unknown', 'scope resolved without a decision'];
-  } catch (error) {
-    if (!(error instanceof Deliberate)) saw(error);
-    if (decision === 'rollback') return ['notCommitted', 'scope decided rollback'];
-    if (decision === 'commit') return ['unknown', `scope commit failed (${codeOf(error)})`];
-    return ['unknown', `scope rejected before deciding (${codeOf(error)})`];
-  }
+function viaScope(ctx: WorkloadContext, id: number, token: number, saw: (e: unknown) => void): Promise<Recorded> {
+  return inScope(ctx, 'scope', 0.15, {}, saw, async () => {
+    if (ctx.rng() < 0.5) {
+      const conn = await ctx.pool.getConnection();
+      try {
+        await insert(ctx, conn, token, 'scope', id);
+        await maybeRead(ctx, conn);
+      } finally {
+        conn.release(); // handed to the scope, not committed
+      }
+    } else {
+      await insert(ctx, ctx.pool, token, 'scope', id); // the scope's shared connection
+    }
+  });
 }
 
 /**
@@ -402,32 +385,49 @@ async function viaScope(ctx: WorkloadContext, id: number, token: number, saw: (e
  * commits or rolls back. Whatever the outcome, the two rows must end both present or both absent
  * (checked after the run, once `recoverXa()` finished what faults left prepared).
  */
-async function viaTwoPhaseScope(ctx: WorkloadContext, id: number, token: number, saw: (e: unknown) => void): Promise<Recorded> {
+function viaTwoPhaseScope(ctx: WorkloadContext, id: number, token: number, saw: (e: unknown) => void): Promise<Recorded> {
+  return inScope(ctx, 'two-phase scope', 0.1, { twoPhase: true }, saw, async () => {
+    const main = await ctx.pool.getConnection();
+    try {
+      await insert(ctx, main, token, 'scopeXa', id);
+    } finally {
+      main.release(); // handed to the scope
+    }
+    await ctx.pool.query(`INSERT INTO ${ctx.twinTable} (token) VALUES (?)`, [token]); // the scope's shared connection
+  });
+}
+
+/**
+ * Runs `body` in a scope whose decide() picks commit (60 %) or rollback, the body sometimes
+ * throwing (`throwRate`), and classifies the outcome from what the client knows.
+ */
+async function inScope(
+  ctx: WorkloadContext,
+  what: string,
+  throwRate: number,
+  options: { twoPhase?: boolean },
+  saw: (e: unknown) => void,
+  body: () => Promise<void>,
+): Promise<Recorded> {
   const wantCommit = ctx.rng() < 0.6;
-  const throwInside = ctx.rng() < 0.1;
+  const throwInside = ctx.rng() < throwRate;
   let decision: 'commit' | 'rollback' | undefined;
   try {
     await ctx.pool.withScope(
       async () => {
-        const main = await ctx.pool.getConnection();
-        try {
-          await insert(ctx, main, token, 'scopeXa', id);
-        } finally {
-          main.release(); // handed to the scope
-        }
-        await ctx.pool.query(`INSERT INTO ${ctx.twinTable} (token) VALUES (?)`, [token]); // the scope's shared connection
-        if (throwInside) throw new Deliberate('two-phase scope body throws');
+        await body();
+        if (throwInside) throw new Deliberate(`${what} body throws`);
       },
-      { twoPhase: true, decide: (outcome) => (decision = outcome.ok && wantCommit ? 'commit' : 'rollback') },
+      { ...options, decide: (outcome) => (decision = outcome.ok && wantCommit ? 'commit' : 'rollback') },
     );
-    if (decision === 'commit') return ['committed', 'two-phase scope committed'];
-    if (decision === 'rollback') return ['notCommitted', 'two-phase scope decided rollback'];
-    return ['unknown', 'two-phase scope resolved without a decision'];
+    if (decision === 'commit') return ['committed', `${what} committed`];
+    if (decision === 'rollback') return ['notCommitted', `${what} decided rollback`];
+    return ['unknown', `${what} resolved without a decision`];
   } catch (error) {
     if (!(error instanceof Deliberate)) saw(error);
-    if (decision === 'rollback') return ['notCommitted', 'two-phase scope decided rollback'];
-    if (decision === 'commit') return ['unknown', `two-phase scope commit failed (${codeOf(error)})`];
-    return ['unknown', `two-phase scope rejected before deciding (${codeOf(error)})`];
+    if (decision === 'rollback') return ['notCommitted', `${what} decided rollback`];
+    if (decision === 'commit') return ['unknown', `${what} commit failed (${codeOf(error)})`];
+    return ['unknown', `${what} rejected before deciding (${codeOf(error)})`];
   }
 }
 

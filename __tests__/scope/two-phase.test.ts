@@ -352,64 +352,62 @@ test('rollback-pool/express with twoPhase: a 2xx commits both connections, a 502
   }
 });
 
-test('a user without the CREATE privilege commits two-phase and recovers, once the log table exists', async () => {
+/**
+ * Runs `fn` with a pool logged in as a fresh user who may read and write the database's
+ * tables but not create any, recording its XA decisions in `logTable`; drops the user after.
+ */
+async function asUserWithoutCreate(logTable: string, fn: (limited: Pool) => Promise<void>): Promise<void> {
   const user = `rp_xa_${Date.now() % 100000}`;
   const password = `pw-${Math.random().toString(36).slice(2)}`;
-  const database = new URL(mysqlUrl()).pathname.slice(1) || 'test';
-  const ownLog = uniqueTable('xa_log_pre');
-  await side.query(`CREATE TABLE ${ownLog} (gtrid VARBINARY(64) NOT NULL PRIMARY KEY, decision ENUM('commit','rollback') NOT NULL, decided_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB`);
+  const url = new URL(mysqlUrl());
+  const database = url.pathname.slice(1) || 'test';
   await side.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
   await side.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.* TO ?@?`, [user, '%']);
-  const url = new URL(mysqlUrl());
-  const limited = createPool({ host: url.hostname, port: Number(url.port || 3306), user, password, database, connectionLimit: 3, xaLogTable: ownLog });
+  const limited = createPool({ host: url.hostname, port: Number(url.port || 3306), user, password, database, connectionLimit: 3, xaLogTable: logTable });
   try {
-    await limited.withScope(
-      async () => {
-        const a = await limited.getConnection();
-        const b = await limited.getConnection();
-        await a.query(insert(1));
-        await b.query(insert(2));
-      },
-      { twoPhase: true },
-    );
-    expect(await visible()).toEqual([1, 2]);
-    expect(await limited.recoverXa()).toEqual({ committed: [], rolledBack: [], inUse: [] });
+    await fn(limited);
   } finally {
     await limited.end();
+    for (const row of await preparedOfThisFile(logTable)) await side.query(`XA ROLLBACK X'${row.gtrid.toString('hex')}',X'${row.bqual.toString('hex')}'`);
     await side.query('DROP USER IF EXISTS ?@?', [user, '%']);
+  }
+}
+
+/** Two connections of `pool`'s scope write rows 1 and 2; the scope commits two-phase. */
+function writeTwoRowsTwoPhase(pool: Pool): Promise<void> {
+  return pool.withScope(
+    async () => {
+      const a = await pool.getConnection();
+      const b = await pool.getConnection();
+      await a.query(insert(1));
+      await b.query(insert(2));
+    },
+    { twoPhase: true },
+  );
+}
+
+test('a user without the CREATE privilege commits two-phase and recovers, once the log table exists', async () => {
+  const ownLog = uniqueTable('xa_log_pre');
+  await side.query(`CREATE TABLE ${ownLog} (gtrid VARBINARY(64) NOT NULL PRIMARY KEY, decision ENUM('commit','rollback') NOT NULL, decided_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB`);
+  try {
+    await asUserWithoutCreate(ownLog, async (limited) => {
+      await writeTwoRowsTwoPhase(limited);
+      expect(await visible()).toEqual([1, 2]);
+      expect(await limited.recoverXa()).toEqual({ committed: [], rolledBack: [], inUse: [] });
+    });
+  } finally {
     await side.query(`DROP TABLE IF EXISTS ${ownLog}`);
   }
 });
 
 test('a decision the server refuses to record (no log table, no CREATE privilege) rolls every branch back at once', async () => {
-  const user = `rp_xa_${Date.now() % 100000}`;
-  const password = `pw-${Math.random().toString(36).slice(2)}`;
-  const database = new URL(mysqlUrl()).pathname.slice(1) || 'test';
   const missingLog = uniqueTable('xa_log_missing');
-  await side.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
-  await side.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.* TO ?@?`, [user, '%']);
-  const url = new URL(mysqlUrl());
-  const limited = createPool({ host: url.hostname, port: Number(url.port || 3306), user, password, database, connectionLimit: 3, xaLogTable: missingLog });
-  try {
-    const error = await limited
-      .withScope(
-        async () => {
-          const a = await limited.getConnection();
-          const b = await limited.getConnection();
-          await a.query(insert(1));
-          await b.query(insert(2));
-        },
-        { twoPhase: true },
-      )
-      .catch((e: unknown) => e);
+  await asUserWithoutCreate(missingLog, async (limited) => {
+    const error = await writeTwoRowsTwoPhase(limited).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ScopeCommitError);
     expect((error as ScopeCommitError).rolledBack).toHaveLength(2);
     expect((error as ScopeCommitError).leftPrepared).toEqual([]);
     expect(await preparedOfThisFile(missingLog)).toEqual([]); // nothing left holding locks until a recovery
     expect(await visible()).toEqual([]);
-  } finally {
-    await limited.end();
-    for (const row of await preparedOfThisFile(missingLog)) await side.query(`XA ROLLBACK X'${row.gtrid.toString('hex')}',X'${row.bqual.toString('hex')}'`);
-    await side.query('DROP USER IF EXISTS ?@?', [user, '%']);
-  }
+  });
 });

@@ -172,7 +172,7 @@ export class Session {
         if (err) reject(err);
         else resolve([rows, fields] as QueryOutcome);
       };
-      if (SET_TRANSACTION.test(typeof sql === 'string' ? sql : sql.sql)) this.characteristicsPending = true;
+      this.noteStatement(typeof sql === 'string' ? sql : sql.sql);
       try {
         this.send(method, sql, values, done);
       } catch (error) {
@@ -192,7 +192,7 @@ export class Session {
    * (see `trackCallback`); in stream mode the OK packets arrive as `result` events.
    */
   sendQuery(command: QueryCommand, streaming: boolean): void {
-    if (SET_TRANSACTION.test(command.sql)) this.characteristicsPending = true;
+    this.noteStatement(command.sql);
     this.inFlight++;
     command.once('end', () => {
       this.inFlight--;
@@ -217,6 +217,11 @@ export class Session {
    */
   lostError(): Error | undefined {
     return this.state === 'broken' || this.state === 'destroyed' ? new ConnectionLostError(this.lostBecause, true) : undefined;
+  }
+
+  /** What the text of a statement about to be sent says that no status flag will: a pending `SET TRANSACTION`. */
+  private noteStatement(sql: string): void {
+    if (SET_TRANSACTION.test(sql)) this.characteristicsPending = true;
   }
 
   /** Wraps a callback-mode command's callback: the result's status is observed before the caller sees it. */
