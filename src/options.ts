@@ -26,6 +26,11 @@ export interface RollbackPoolOwnOptions {
   rollbackTimeoutMs?: number;
   /** A checkout that waits longer rejects with `ERR_ACQUIRE_TIMEOUT`. Default 10000. */
   acquireTimeoutMs?: number;
+  /**
+   * How long `end()` lets statements already sent finish before it kills
+   * them on the server (`KILL CONNECTION`). Default 5000.
+   */
+  endTimeoutMs?: number;
   /** Emit `leak` for a lease held longer than this. Default 0 (off). */
   leakDetectionMs?: number;
   /** Record where leases and transactions were taken, for the `abandon` and `leak` events. Default false. */
@@ -53,9 +58,14 @@ export interface ResolvedOptions {
   readonly maxIdle: number;
   readonly idleTimeout: number;
   readonly resetOnRelease: boolean;
+  /** mysql2's `gracefulEnd`: idle connections evicted with COM_QUIT (else destroyed), and `end()` on a lease closes its connection. */
+  readonly gracefulEnd: boolean;
+  /** Options mysql2 knows but ignores (mysql's legacy keys), each with what was done about it; warned about once per pool. */
+  readonly legacyKeys: readonly string[];
   readonly cleanup: CleanupMode;
   readonly rollbackTimeoutMs: number;
   readonly acquireTimeoutMs: number;
+  readonly endTimeoutMs: number;
   readonly leakDetectionMs: number;
   readonly captureStacks: boolean;
   /** Escaped for SQL (`\`db\`.\`table\``). */
@@ -78,7 +88,19 @@ const { ConnectionConfig } = mysql2 as unknown as {
 /** mysql2 treats connectionLimit 0 as "no limit"; generic-pool needs a number. */
 const UNLIMITED = 2 ** 31 - 1;
 
-const OWN_KEYS = new Set(['cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'leakDetectionMs', 'captureStacks', 'xaLogTable']);
+const OWN_KEYS = new Set(['cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'endTimeoutMs', 'leakDetectionMs', 'captureStacks', 'xaLogTable']);
+/**
+ * Options of mysql (mysqljs) that mysql2 does not implement but accepts with a
+ * console warning, so code written for mysql (and TypeORM, which passes
+ * `acquireTimeout`) keeps starting. We accept them too, with one warning per
+ * pool; `acquireTimeout` meant the same as our `acquireTimeoutMs` and is used as such.
+ */
+const LEGACY_KEYS: Readonly<Record<string, string>> = {
+  acquireTimeout: 'used as acquireTimeoutMs',
+  localInfile: 'ignored (mysql2 reads LOAD DATA LOCAL files through infileStreamFactory)',
+  timeout: 'ignored (a per-query option in mysql; pass it to query() instead)',
+  reconnect: 'ignored (a pool replaces lost connections by itself)',
+};
 const POOL_KEYS = new Set(['connectionLimit', 'queueLimit', 'waitForConnections', 'maxIdle', 'idleTimeout', 'resetOnRelease']);
 /** mysql2's list of connection options (lib/connection_config.js), minus pool-only and internal keys. */
 const CONNECTION_KEYS = new Set([
@@ -135,8 +157,13 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
   if (typeof bag.uri === 'string') bag = { ...parseUri(bag.uri), ...withoutUndefined(bag), uri: undefined };
 
   const connection: Bag = {};
+  const legacyKeys: string[] = [];
   for (const key of Object.keys(bag)) {
     if (OWN_KEYS.has(key) || POOL_KEYS.has(key)) continue;
+    if (Object.hasOwn(LEGACY_KEYS, key)) {
+      if (bag[key] !== undefined) legacyKeys.push(key);
+      continue;
+    }
     if (!CONNECTION_KEYS.has(key)) throw new InvalidOptionError(key, 'no such option (check its spelling)');
     if (bag[key] !== undefined) connection[key] = bag[key];
   }
@@ -160,6 +187,7 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
     throw new InvalidOptionError('connection options', (error as Error).message);
   }
 
+  const acquireTimeoutMs = integer(bag, 'acquireTimeoutMs', legacyAcquireTimeout(bag) ?? 10_000, 1);
   return {
     connection: connection as ConnectionOptions,
     connectionConfig,
@@ -169,14 +197,28 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
     maxIdle: Math.min(integer(bag, 'maxIdle', connectionLimit, 0), connectionLimit),
     idleTimeout: integer(bag, 'idleTimeout', 60_000, 1),
     resetOnRelease: boolean(bag, 'resetOnRelease', false),
+    gracefulEnd: boolean(bag, 'gracefulEnd', false),
+    legacyKeys: legacyKeys.map((key) => `${key}: ${LEGACY_KEYS[key]}${key === 'acquireTimeout' && bag.acquireTimeoutMs !== undefined ? ' (but acquireTimeoutMs is set and wins)' : ''}`),
     cleanup,
     rollbackTimeoutMs: integer(bag, 'rollbackTimeoutMs', 5_000, 1),
-    acquireTimeoutMs: integer(bag, 'acquireTimeoutMs', 10_000, 1),
+    acquireTimeoutMs,
+    endTimeoutMs: integer(bag, 'endTimeoutMs', 5_000, 1),
     leakDetectionMs: integer(bag, 'leakDetectionMs', 0, 0),
     captureStacks: boolean(bag, 'captureStacks', false),
     xaLogTable: tableName(bag, 'xaLogTable', 'rollback_pool_xa_log'),
   };
 }
+
+/** mysql's `acquireTimeout` (ms; 0 meant no limit), as our `acquireTimeoutMs`. */
+function legacyAcquireTimeout(bag: Bag): number | undefined {
+  const value = bag.acquireTimeout;
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new InvalidOptionError('acquireTimeout', 'an integer >= 0 (milliseconds)');
+  return value === 0 ? MAX_TIMER_MS : value;
+}
+
+/** The longest delay setTimeout honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A table name, `table` or `database.table`, of plain identifier characters; returned escaped. */
 function tableName(bag: Bag, key: string, fallback: string): string {

@@ -237,8 +237,9 @@ describe('Kysely controlled transactions (startTransaction)', () => {
       expect(await committed('open-other')).toEqual([{ id: 59, n: 0 }]);
     } finally {
       forgotten = undefined;
-      await db.destroy(); // pool.end(cb): the lease still out is fenced, its connection closed; the server rolls back
+      await db.destroy(); // pool.end(cb): the lease still out is fenced and rolled back (ROLLBACK answered) before it quits
     }
+    // Checked at once, never polled: end() resolved only after the server answered the ROLLBACK.
     expect(await isRowLocked(side, T, 50)).toBe(false);
     expect(await committed('open')).toEqual([{ id: 50, n: 0 }]);
   });
@@ -417,6 +418,33 @@ describe("Kysely's cancellation (execute({ signal, inflightQueryAbortStrategy })
         const [rows] = await side.query<RowDataPacket[]>("SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO LIKE 'select SLEEP(20)%'");
         expect(rows).toHaveLength(0);
         expect(pool.stats()).toMatchObject({ rollbackFailures: 0, destroyed: 0 });
+      },
+      { connectionLimit: 2 },
+    );
+  });
+});
+
+describe("Kysely's inflightQueryAbortStrategy: 'kill session' (its cancellation test)", () => {
+  test('an autocommit write aborted in flight never commits: the lease is destroyed and its statement killed on the server', async () => {
+    await withKysely(
+      async (db) => {
+        const controller = new AbortController();
+        const write = sql`INSERT INTO ${sql.table(T)} (id, owner, n) SELECT 90, 'killed', 0 FROM (SELECT SLEEP(0.5)) t`
+          .execute(db, { signal: controller.signal, inflightQueryAbortStrategy: 'kill session' })
+          .then(() => 'committed', (error: unknown) => error);
+        await waitUntil(async () => {
+          const [rows] = await side.query<RowDataPacket[]>(
+            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE '%SELECT 90, ''killed''%' AND INFO NOT LIKE '%PROCESSLIST%'",
+          );
+          return Number(rows[0]?.n) > 0;
+        }, 3_000);
+        controller.abort();
+        expect(await write).not.toBe('committed');
+        // Past the statement's own end (0.5 s): had it run on, the row would be there now.
+        await side.query('SELECT SLEEP(0.7)');
+        expect(await committed('killed')).toEqual([]);
+        // The pool is still whole: another statement runs.
+        expect(await threadIdOf(db)).toBeGreaterThan(0);
       },
       { connectionLimit: 2 },
     );

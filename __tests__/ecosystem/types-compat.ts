@@ -158,7 +158,7 @@ export const p_eventsSame: Pick<mysql.Pool, 'emit' | 'listenerCount' | 'listener
 // (a) Real members of mysql2's PromisePoolConnection (lib/promise/connection.js) that ours lacks.
 // @ts-expect-error `connection`: ours exists (a fenced, tracked CallbackConnection: query(sql, values, cb) / .stream(), execute, beginTransaction/commit/rollback/ping(cb), release, end, destroy, threadId, config) but is not mysql2's core PoolConnection type: no EventEmitter, connect, changeUser, prepare, pause/resume, promise(), state... (the raw connection is not exposed: it would bypass fencing and transaction tracking)
 export const c_connection: Pick<mysql.PoolConnection, 'connection'> = conn;
-// @ts-expect-error `end()`: on mysql2 a deprecated alias of release() (with a console warning); ours has release() only
+// `end()`: as on mysql2, a deprecated alias of release() (warned once per pool); with `gracefulEnd` it closes the connection.
 export const c_end: Pick<mysql.PoolConnection, 'end'> = conn;
 // @ts-expect-error `reset()` (COM_RESET_CONNECTION) is not exposed on a lease (the pool does it with resetOnRelease)
 export const c_reset: Pick<mysql.PoolConnection, 'reset'> = conn;

@@ -177,6 +177,15 @@ afterAll(async () => {
   await side?.end();
 });
 
+/** How many statements containing `marker` the server is running (other test files run in parallel). */
+async function runningWith(marker: string): Promise<number> {
+  const [rows] = await side.query<mysql.RowDataPacket[]>(
+    "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT('%', ?, '%') AND INFO NOT LIKE '%PROCESSLIST%'",
+    [marker],
+  );
+  return Number(rows[0]?.n);
+}
+
 async function threadAlive(threadId: number): Promise<boolean> {
   const [rows] = await side.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?', [threadId]);
   return Number((rows as Array<{ n: number }>)[0].n) > 0;
@@ -473,7 +482,7 @@ describe('end() with leases still out', () => {
   });
 
   test('is bounded, rejects waiters and later calls, and commits nothing', async () => {
-    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 3, acquireTimeoutMs: 10_000 }));
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 3, acquireTimeoutMs: 10_000, endTimeoutMs: 500 }));
     const inTx = await pool.getConnection();
     await inTx.beginTransaction();
     await inTx.query(`INSERT INTO ${table} (id, v) VALUES (1, 'abandoned'), (2, 'abandoned')`);
@@ -492,7 +501,10 @@ describe('end() with leases still out', () => {
         expect(waiter.ok).toBe(false);
         expect(codeOf(waiter.error)).toBe('ERR_POOL_CLOSED');
       }
-      void sleeping; // see the next test: it does not settle yet
+      // Past endTimeoutMs the statement was killed on the server: its caller hears it may have run.
+      const slept = await sleeping;
+      expect(slept.ok).toBe(false);
+      expect(slept.error).toMatchObject({ code: 'ERR_CONNECTION_LOST', neverSent: false });
 
       await expect(pool.getConnection()).rejects.toMatchObject({ code: 'ERR_POOL_CLOSED' });
       await expect(pool.query('SELECT 1')).rejects.toMatchObject({ code: 'ERR_POOL_CLOSED' });
@@ -529,19 +541,40 @@ describe('end() with leases still out', () => {
     }
   });
 
+  // Graceful, as mysql2's end(): what was already sent gets its reply.
+  test('a statement in flight when end() is called finishes, and end() resolves after it', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 2 }));
+    const lease = await pool.getConnection();
+    const marker = `graceful_${randomBytes(4).toString('hex')}`;
+    const leased = settle(lease.query(`SELECT SLEEP(0.3) AS slept /* ${marker} */`));
+    const pooled = settle(pool.query(`SELECT SLEEP(0.3) AS slept /* ${marker} */`));
+    await waitFor('both statements on the server', async () => (await runningWith(marker)) === 2, 2_000);
+    const ended = settle(pool.end());
+    for (const outcome of [await leased, await pooled]) {
+      expect(outcome.ok).toBe(true);
+      expect((outcome.value as unknown[])[0]).toEqual([{ slept: 0 }]);
+    }
+    expect((await ended).ok).toBe(true);
+    await expect(lease.query('SELECT 1')).rejects.toMatchObject({ code: 'ERR_POOL_CLOSED' });
+  });
+
   // mysql2's connection.destroy() is only a half-close that leaves queued commands
-  // unanswered; the pool fails them itself, so no caller is left hanging.
-  test('a statement in flight when end() is called rejects promptly (its caller is not left hanging)', async () => {
-    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1 }));
+  // unanswered, and closing the socket does not stop the statement on the server.
+  test('a statement still running after endTimeoutMs is killed on the server, its caller told it may have run', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, endTimeoutMs: 200 }));
     const sleeper = await pool.getConnection();
     const sleeperId = sleeper.threadId;
-    const sleeping = settle(sleeper.query('SELECT SLEEP(5)'));
-    await sleep(50);
+    const marker = `killed_${randomBytes(4).toString('hex')}`;
+    const sleeping = settle(sleeper.query(`SELECT SLEEP(5) /* ${marker} */`));
+    await waitFor('the statement on the server', async () => (await runningWith(marker)) === 1, 2_000);
     try {
       await pool.end();
       const slept = await within(sleeping, 2_000);
       expect(slept).not.toBe('pending');
-      expect((slept as Settled<Settled<unknown>>).value?.ok).toBe(false); // `sleeping` is itself a settle()
+      const outcome = (slept as Settled<Settled<unknown>>).value as Settled<unknown>; // `sleeping` is itself a settle()
+      expect(outcome.ok).toBe(false);
+      expect(outcome.error).toMatchObject({ code: 'ERR_CONNECTION_LOST', neverSent: false });
+      await waitFor('the killed thread to leave the server', async () => !(await threadAlive(sleeperId)), 3_000);
     } finally {
       if (await threadAlive(sleeperId)) await side.query(`KILL ${sleeperId}`).catch(() => undefined);
     }

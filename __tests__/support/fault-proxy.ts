@@ -69,6 +69,8 @@ export interface Proxy {
   readonly port: number;
   /** Connections accepted so far. */
   readonly connections: number;
+  /** COM_QUIT packets seen: connections the client closed politely (the others were just hung up). */
+  readonly quits: number;
   /** Every COM_QUERY seen, with its connection index, in order (if `recordQueries`). */
   readonly queries: Array<{ index: number; sql: string }>;
   /** Added to every chunk in both directions, from now on. 0 (default) forwards at once. */
@@ -81,6 +83,7 @@ export interface Proxy {
 }
 
 const COM_QUERY = 0x03;
+const COM_QUIT = 0x01;
 
 /**
  * Delivers chunks in order, each `latency()` ms after it was queued (one timer
@@ -147,7 +150,7 @@ export async function startProxy(targetUrl: string, options: ProxyOptions = {}):
   let accepted = 0;
   let closing = false;
 
-  const state = { latencyMs: 0, blackHoleNew: false };
+  const state = { latencyMs: 0, blackHoleNew: false, quits: 0 };
 
   const server: Server = createServer((client) => {
     const index = accepted++;
@@ -269,6 +272,7 @@ export async function startProxy(targetUrl: string, options: ProxyOptions = {}):
         const sequence = packet[3];
         const payload = packet.subarray(4);
         // A command always starts a new sequence (0); handshake packets never do.
+        if (sequence === 0 && payload[0] === COM_QUIT) state.quits++;
         if (sequence !== 0 || payload[0] !== COM_QUERY || !options.onQuery) {
           toServer.push(packet);
           return;
@@ -308,7 +312,9 @@ export async function startProxy(targetUrl: string, options: ProxyOptions = {}):
       client.on('data', (chunk: Buffer) => {
         if (silenced) return;
         if (!options.onQuery) {
-          toServer.push(chunk); // nothing to decide: no parsing
+          // Nothing to decide: no parsing, but a whole COM_QUIT packet (5 bytes) is still counted.
+          if (chunk.length === 5 && chunk.readUIntLE(0, 3) === 1 && chunk[3] === 0 && chunk[4] === COM_QUIT) state.quits++;
+          toServer.push(chunk);
           return;
         }
         pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
@@ -338,6 +344,9 @@ export async function startProxy(targetUrl: string, options: ProxyOptions = {}):
   return {
     url: url.toString(),
     port: address.port,
+    get quits() {
+      return state.quits;
+    },
     get connections() {
       return accepted;
     },

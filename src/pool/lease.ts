@@ -31,6 +31,8 @@ export interface LeaseOwner {
   captureCaller(below: Function): StackHolder | undefined;
   releaseSession(session: Session, lease: PoolConnection, why?: AbandonReason, stack?: string): void;
   destroySession(session: Session, reason: string, lease?: PoolConnection): void;
+  /** `lease.end()`: with `gracefulEnd`, the connection quits; else mysql2's deprecated alias of release(). */
+  endLease(session: Session, lease: PoolConnection): Promise<void>;
   watchLease(lease: PoolConnection): void;
   reportRollbackError(session: Session, error: RollbackFailedError): void;
   beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction>;
@@ -165,6 +167,19 @@ export class PoolConnection {
     if (this.released) return;
     this.released = true;
     this.owner.destroySession(this.session, 'destroyed by user', this);
+  }
+
+  /**
+   * mysql2's `conn.end()` on a pooled connection. With the pool option
+   * `gracefulEnd`, closes this connection (statements already sent finish,
+   * an open transaction is rolled back, then COM_QUIT; the pool opens a new
+   * one when needed). Without it, as in mysql2, a deprecated alias of
+   * `release()` (warned about once per pool).
+   */
+  end(): Promise<void> {
+    if (this.released) return Promise.resolve();
+    this.released = true;
+    return this.owner.endLease(this.session, this);
   }
 
   /** Escapes a value for SQL, as mysql2 (no server round trip). */

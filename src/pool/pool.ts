@@ -3,6 +3,7 @@
  * happens to a session when its lease ends (back to idle, flagged for a
  * rollback, or destroyed), emits events and keeps the counters.
  */
+import { tracingChannel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { InspectOptions } from 'node:util';
 import * as mysql2 from 'mysql2';
@@ -65,10 +66,27 @@ const lostLeases = new FinalizationRegistry<{ pool: Pool; session: Session; gene
   ({ pool, session, generation, takenAt }) => pool.reclaimLostLease(session, generation, takenAt),
 );
 
-/** How long `end()` waits for connections to close before giving up on them. */
-const END_TIMEOUT_MS = 5_000;
 /** How long a polite COM_QUIT may take before the socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 1_000;
+
+/**
+ * Errors that say the server will not take writes any more (mysql2's list,
+ * from go-sql-driver): 1290 ER_OPTION_PREVENTS_STATEMENT (`--read-only`, Aurora
+ * during a failover), 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION, 1836
+ * ER_READ_ONLY_MODE. A `pool.query` that gets one destroys its connection, as
+ * mysql2's does: the next one connects afresh, maybe to the new writer.
+ */
+const READ_ONLY_ERRNOS = new Set([1290, 1792, 1836]);
+
+/** mysql2's TracingChannel for pool checkouts (mysql2 lib/tracing.js), published by ours too. */
+const poolConnectChannel = tracingChannel<object, PoolConnectContext>('mysql2:pool:connect');
+
+/** The context of a `mysql2:pool:connect` trace, as mysql2 builds it. */
+interface PoolConnectContext {
+  database: string;
+  serverAddress: string;
+  serverPort: number | undefined;
+}
 
 /**
  * A pool with mysql2/promise's `Pool` API (make one with `createPool`). A
@@ -94,11 +112,16 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   constructor(options: PoolOptions | string) {
     super();
     this.options = resolveOptions(options);
+    if (this.options.legacyKeys.length > 0) {
+      process.emitWarning(`rollback-pool: options mysql2 accepts but does not implement: ${this.options.legacyKeys.join('; ')}.`, {
+        code: 'ROLLBACK_POOL_LEGACY_OPTION',
+      });
+    }
     const { connectionLimit, acquireTimeoutMs, waitForConnections, queueLimit, maxIdle, idleTimeout } = this.options;
     this.resources = new ResourcePool<Session>(
       {
         create: () => this.connect(),
-        destroy: (session) => this.disposeSession(session),
+        destroy: (session, evicted) => this.disposeSession(session, evicted),
         isUsable: (session) => session.usable,
         checkout: (session) => this.checkout(session),
       },
@@ -202,7 +225,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   private takeConnection(): Promise<PoolConnection> {
     const takenAt = this.options.captureStacks ? captureStack('lease taken here') : undefined;
-    return this.acquireSession().then((session) => {
+    return this.tracedAcquire().then((session) => {
       const lease = new PoolConnection(this, session, takenAt);
       if (this.options.leakDetectionMs > 0) this.watchForLeak(lease);
       return lease;
@@ -315,19 +338,40 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /**
-   * Closes the pool: waiting acquirers reject with `ERR_POOL_CLOSED`, leases
-   * still out are fenced and their connections closed (the server rolls back
-   * whatever they had open). Finishes within a bound even if connections hang.
+   * Closes the pool, gracefully. At once: new checkouts and waiting acquirers
+   * reject with `ERR_POOL_CLOSED`, and leases still out are fenced (their next
+   * call rejects). Statements already sent finish, for up to `endTimeoutMs`;
+   * then they are killed on the server. A connection still inside a
+   * transaction is rolled back (ROLLBACK answered: its locks are free when
+   * `end()` resolves), then every connection quits. Never rejects.
    */
   end(): Promise<void> {
     if (this.ending) return this.ending;
-    const ended = this.resources.end(END_TIMEOUT_MS);
+    const { endTimeoutMs, rollbackTimeoutMs } = this.options;
+    const ended = this.resources.end(endTimeoutMs + rollbackTimeoutMs + CLOSE_TIMEOUT_MS);
     for (const abort of [...this.connecting]) abort();
-    for (const session of this.out) this.giveBack(session, 'destroy');
-    this.ending = ended.then(() =>
+    const retiring = [...this.out].map((session) => this.retire(session));
+    this.out.clear(); // retire() owns them now: a late release() or flush finds nothing to give back
+    this.ending = Promise.all([ended, ...retiring]).then(() =>
       Promise.all([...this.sessions].map((session) => session.close(CLOSE_TIMEOUT_MS))).then(noValue),
     );
     return this.ending;
+  }
+
+  /**
+   * end() for a session still out (a lease, a pool.query, a background
+   * ROLLBACK): its statements finish (bounded), whatever it left open is
+   * rolled back, then it is disposed of.
+   */
+  private retire(session: Session): Promise<void> {
+    return session
+      .drained(this.options.endTimeoutMs)
+      .then((drained) => {
+        if (drained) return session.rollbackBeforeClose().then(noValue);
+        this.stopAndDestroy(session, 'pool closed with a statement still running');
+        return undefined;
+      })
+      .then(() => this.resources.destroy(session));
   }
 
   /** What `JSON.stringify(pool)` shows: where it connects and its stats, never the password. */
@@ -390,17 +434,27 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
    * instead: the statement must not run on unattended.
    */
   killQuery(session: Session): Promise<void> {
-    return new Promise<void>((resolve) => {
+    return this.killOnServer(session, 'QUERY').then((error) => {
+      if (error !== undefined) session.destroy('KILL QUERY failed', error);
+    });
+  }
+
+  /**
+   * `KILL QUERY` or `KILL CONNECTION` of a session's thread, over a connection
+   * of its own. Resolves (never rejects) once the server answered: with
+   * undefined, or with why it could not be done within `rollbackTimeoutMs`.
+   */
+  private killOnServer(session: Session, what: 'QUERY' | 'CONNECTION'): Promise<unknown> {
+    return new Promise<unknown>((resolve) => {
       const killer: RawConnection = mysql2.createConnection({ ...this.options.connection });
-      const giveUp = (error: unknown): void => {
+      const done = (error: unknown): void => {
         clearTimeout(timer);
         killer.destroy();
-        if (error) session.destroy('KILL QUERY failed', error);
-        resolve();
+        resolve(error ?? undefined);
       };
-      const timer = setTimeout(() => giveUp(new Error('KILL QUERY took too long')), this.options.rollbackTimeoutMs);
+      const timer = setTimeout(() => done(new Error(`KILL ${what} took too long`)), this.options.rollbackTimeoutMs);
       killer.on('error', () => undefined);
-      killer.query(`KILL QUERY ${Number(session.threadId)}`, (error: unknown) => giveUp(error));
+      killer.query(`KILL ${what} ${Number(session.threadId)}`, (error: unknown) => done(error));
     });
   }
 
@@ -447,8 +501,43 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   destroySession(session: Session, reason: string, lease?: PoolConnection): void {
     if (lease?.watchedForLoss) lostLeases.unregister(lease);
     if (!this.out.has(session)) return;
-    session.destroy(reason);
+    this.stopAndDestroy(session, reason);
     this.giveBack(session, 'destroy');
+  }
+
+  /** @internal */
+  endLease(session: Session, lease: PoolConnection): Promise<void> {
+    if (!this.options.gracefulEnd) {
+      if (!this.warnedEndIsRelease) {
+        this.warnedEndIsRelease = true;
+        process.emitWarning('rollback-pool: conn.end() on a pooled connection releases it (as in mysql2, deprecated); use release(), or the gracefulEnd option to close it.', {
+          code: 'ROLLBACK_POOL_END_IS_RELEASE',
+        });
+      }
+      this.releaseSession(session, lease);
+      return Promise.resolve();
+    }
+    if (lease.watchedForLoss) lostLeases.unregister(lease);
+    if (lease.leakTimer) clearTimeout(lease.leakTimer);
+    if (!this.out.delete(session)) return Promise.resolve();
+    return this.retire(session);
+  }
+
+  private warnedEndIsRelease = false;
+
+  /**
+   * Destroys a session. A statement still in flight is stopped on the server
+   * first (`KILL CONNECTION` over a side connection): closing our socket alone
+   * would not stop it, and an autocommit write would still commit after its
+   * caller was told the connection was lost. Until the KILL is answered (or
+   * `rollbackTimeoutMs` passes) the session is fenced and keeps its slot.
+   */
+  private stopAndDestroy(session: Session, reason: string): void {
+    if (session.inFlight === 0 || !session.connected) {
+      session.destroy(reason);
+      return;
+    }
+    session.destroyAfter(this.killOnServer(session, 'CONNECTION'), reason);
   }
 
   // ---- SessionHooks: what sessions report ---------------------------------------------
@@ -495,8 +584,8 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     }
     const caller = this.captureCaller(this.runOnce);
     // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
-    const idle = this.resources.isClosed ? undefined : this.resources.takeIdle();
-    const ready = idle === undefined ? this.acquireSession() : this.checkout(idle);
+    const idle = this.resources.isClosed || poolConnectChannel.hasSubscribers ? undefined : this.resources.takeIdle();
+    const ready = idle === undefined ? this.tracedAcquire() : this.checkout(idle);
     if (ready instanceof Session) {
       if (idle !== undefined) publish('acquire', { pool: this, threadId: ready.threadId, waitMs: 0 });
       return ready.run(method, sql, values, caller, this.releaseAfterRun);
@@ -504,8 +593,27 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     return ready.then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
   }
 
-  /** pool.query / pool.execute: the session goes back as soon as its reply is in. */
-  private readonly releaseAfterRun = (session: Session): void => this.releaseSession(session);
+  /** pool.query / pool.execute: the session goes back as soon as its reply is in (destroyed after a read-only error). */
+  private readonly releaseAfterRun = (session: Session, error?: { errno?: number }): void => {
+    if (error !== undefined && READ_ONLY_ERRNOS.has(error.errno as number) && this.out.has(session)) {
+      this.stopAndDestroy(session, `read-only error ${error.errno as number}: the server no longer takes writes`);
+      this.giveBack(session, 'destroy');
+      return;
+    }
+    this.releaseSession(session);
+  };
+
+  /** `acquireSession`, published on mysql2's `mysql2:pool:connect` TracingChannel when someone listens. */
+  private tracedAcquire(): Promise<Session> {
+    if (!poolConnectChannel.hasSubscribers) return this.acquireSession();
+    return poolConnectChannel.tracePromise(() => this.acquireSession(), this.traceContext());
+  }
+
+  private traceContext(): PoolConnectContext {
+    const { socketPath, host, port, database } = this.options.connection;
+    if (socketPath) return { database: database ?? '', serverAddress: socketPath, serverPort: undefined };
+    return { database: database ?? '', serverAddress: host ?? 'localhost', serverPort: Number(port ?? 3306) };
+  }
 
   /** A session that is clean and checked out: pending ROLLBACKs are run first, failures replaced. */
   private acquireSession(): Promise<Session> {
@@ -591,10 +699,13 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     });
   }
 
-  private disposeSession(session: Session): Promise<void> {
+  private disposeSession(session: Session, evicted: boolean): Promise<void> {
     this.sessions.delete(session);
     this.out.delete(session);
-    return session.close(CLOSE_TIMEOUT_MS);
+    if (evicted) return session.close(CLOSE_TIMEOUT_MS, 'idle timeout', this.options.gracefulEnd);
+    // A lazily flagged session goes through its ROLLBACK first: locks are free once it is gone.
+    const rolledBack = session.state === 'pendingRollback' ? session.flush() : Promise.resolve(true);
+    return rolledBack.then(() => session.close(CLOSE_TIMEOUT_MS));
   }
 
   private watchForLeak(lease: PoolConnection): void {

@@ -31,7 +31,8 @@ import { AcquireTimeoutError, NoConnectionsError, PoolClosedError, QueueLimitErr
 /** How to make, check and dispose of one resource. */
 export interface ResourceFactory<T> {
   create(): Promise<T>;
-  destroy(resource: T): Promise<void>;
+  /** `evicted`: closed by the idle rules (maxIdle / idleTimeout), not because it was dropped or the pool ended. */
+  destroy(resource: T, evicted: boolean): Promise<void>;
   /** Reads a flag: may this resource be handed out (after any pending cleanup)? No I/O. */
   isUsable(resource: T): boolean;
   /**
@@ -96,6 +97,8 @@ export class ResourcePool<T extends object> {
    */
   private readonly idle: IdleEntry<T>[] = [];
   private readonly trimTimer: NodeJS.Timeout | undefined;
+  /** Resources on their way out by the idle rules (told apart in `factory.destroy`). */
+  private readonly evicting = new WeakSet<object>();
 
   constructor(
     private readonly factory: ResourceFactory<T>,
@@ -105,7 +108,7 @@ export class ResourcePool<T extends object> {
     this.pool = genericPool.createPool<Slot<T>>(
       {
         create: () => this.createSlot(),
-        destroy: (slot) => (slot instanceof CreateFailure ? Promise.resolve() : factory.destroy(slot)),
+        destroy: (slot) => (slot instanceof CreateFailure ? Promise.resolve() : factory.destroy(slot, this.evicting.delete(slot))),
       },
       {
         max,
@@ -254,6 +257,7 @@ export class ResourcePool<T extends object> {
     const now = Date.now();
     while (this.idle.length > 0 && (this.idle.length > maxIdle || now - (this.idle[0] as IdleEntry<T>).since > idleTimeoutMs)) {
       const { resource } = this.idle.shift() as IdleEntry<T>;
+      this.evicting.add(resource);
       this.pool.destroy(resource).catch(() => undefined);
     }
   }

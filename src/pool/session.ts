@@ -98,6 +98,14 @@ export class Session {
   private lostBecause: unknown;
   private flushing: Promise<boolean> | undefined;
   private gate: Promise<void> | undefined;
+  /**
+   * Set by `destroyAfter`: the statement in flight is being stopped on the
+   * server (KILL CONNECTION) before the socket is torn down. Its caller's
+   * error then says it may have run (`neverSent` false).
+   */
+  private stopping: Promise<void> | undefined;
+  /** Resolvers of `drained()`, called when the last statement in flight settles. */
+  private drainWaiters: Array<() => void> | undefined;
 
   constructor(
     readonly raw: RawConnection,
@@ -111,6 +119,11 @@ export class Session {
 
   get threadId(): number {
     return this.raw.threadId;
+  }
+
+  /** The socket is (as far as we know) still up: not broken, not destroyed. */
+  get connected(): boolean {
+    return this.state !== 'broken' && this.state !== 'destroyed';
   }
 
   /** True when the session may be handed to a new lease after a flush (if one is pending). */
@@ -142,13 +155,13 @@ export class Session {
     sql: Statement,
     values: unknown,
     caller?: StackHolder,
-    settled?: (session: Session) => void,
+    settled?: (session: Session, error?: QueryError) => void,
   ): Promise<QueryOutcome> {
     if (this.gate) {
       // Held back (a KILL QUERY is on its way): counted as in flight, sent in order once the gate opens.
       this.inFlight++;
       return this.gate.then(() => {
-        this.inFlight--;
+        this.settleOne(); // run() counts it again at once, unless the connection was lost meanwhile
         return this.run(method, sql, values, caller, settled);
       });
     }
@@ -160,7 +173,8 @@ export class Session {
     return new Promise<QueryOutcome>((resolve, reject) => {
       this.inFlight++;
       const done: Callback = (err, rows, fields) => {
-        this.inFlight--;
+        this.settleOne();
+        if (err && this.stopping) err = lostWhileStopping(err);
         if (err) {
           this.observeError(err);
           if (caller) applyCallerStack(err, caller);
@@ -168,7 +182,7 @@ export class Session {
           this.observe(rows, fields);
         }
         // Before the caller resumes (pool.query gives the session back here, with no extra promise).
-        settled?.(this);
+        settled?.(this, err ?? undefined);
         if (err) reject(err);
         else resolve([rows, fields] as QueryOutcome);
       };
@@ -177,7 +191,7 @@ export class Session {
         this.send(method, sql, values, done);
       } catch (error) {
         // mysql2 refused it before writing anything (e.g. an undefined bind value): nothing is in flight.
-        this.inFlight--;
+        this.settleOne();
         settled?.(this);
         throw error;
       }
@@ -194,9 +208,7 @@ export class Session {
   sendQuery(command: QueryCommand, streaming: boolean): void {
     this.noteStatement(command.sql);
     this.inFlight++;
-    command.once('end', () => {
-      this.inFlight--;
-    });
+    command.once('end', () => this.settleOne());
     if (streaming) {
       command.on('result', (row: unknown) => {
         if (isResultSetHeader(row)) this.observe(row, undefined);
@@ -238,13 +250,72 @@ export class Session {
     return new Promise<void>((resolve, reject) => {
       this.inFlight++;
       this.raw.ping((err) => {
-        this.inFlight--;
+        this.settleOne();
         if (err) {
           if (err.fatal) this.markBroken('fatal error', err);
           reject(err);
         } else resolve();
       });
     });
+  }
+
+  /** One statement in flight got its reply (or failed). Wakes `drained()` waiters when none is left. */
+  private settleOne(): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.drainWaiters !== undefined) queueMicrotask(this.wakeDrainWaiters);
+  }
+
+  /** Checked a microtask later: a gated statement is counted out and in again in one go. */
+  private readonly wakeDrainWaiters = (): void => {
+    const waiters = this.drainWaiters;
+    if (this.inFlight > 0 || waiters === undefined) return;
+    this.drainWaiters = undefined;
+    for (const wake of waiters) wake();
+  };
+
+  /**
+   * Resolves true once no statement is in flight (the replies of everything
+   * already sent are in), or false after `timeoutMs`. For a graceful `end()`.
+   */
+  drained(timeoutMs: number): Promise<boolean> {
+    if (this.inFlight === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      (this.drainWaiters ??= []).push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Something was left on the connection that the next user must not inherit. */
+  get dirty(): boolean {
+    return this.inTransaction || this.autocommitOff || this.characteristicsPending || this.xaBranch !== undefined;
+  }
+
+  /**
+   * For `end()`: a session still out, with nothing in flight, rolls back
+   * whatever it had open before it quits, so that its locks are free by the
+   * time `end()` resolves (a COM_QUIT alone leaves the server's rollback
+   * racing the caller). Resolves true when it is clean.
+   */
+  rollbackBeforeClose(): Promise<boolean> {
+    if (this.state === 'leased' && this.dirty) this.state = 'pendingRollback';
+    return this.flush();
+  }
+
+  /**
+   * Destroys the session once `stop` (the pool's KILL CONNECTION of the
+   * statement in flight) settles; until then it is fenced (broken: nothing
+   * new is sent) and its socket is left open, so the statement is stopped on
+   * the server rather than left to run on, unattended, after we hung up. The
+   * callers of the statements in flight get `ERR_CONNECTION_LOST` with
+   * `neverSent` false: they may have run.
+   */
+  destroyAfter(stop: Promise<unknown>, reason: string): void {
+    if (this.state === 'destroyed' || this.stopping) return;
+    this.markBroken(reason);
+    this.stopping = stop.then(noop, noop).then(() => this.destroy(reason));
   }
 
   /**
@@ -363,28 +434,36 @@ export class Session {
     this.markBroken(reason, error);
     this.state = 'destroyed';
     const internals = this.raw as unknown as MysqlInternals;
-    if (this.inFlight > 0) internals._handleFatalError?.(new ConnectionLostError(error));
+    if (this.inFlight > 0) internals._handleFatalError?.(new ConnectionLostError(error ?? this.lostBecause, false));
     this.raw.destroy();
     internals.stream?.destroy();
   }
 
-  /** Ends the connection politely (COM_QUIT), destroying it if that takes longer than `timeoutMs`. */
-  close(timeoutMs: number): Promise<void> {
-    if (this.state === 'broken' || this.state === 'destroyed' || this.inFlight > 0) {
-      this.destroy('pool closed'); // a dead socket cannot say goodbye; a busy one would make us wait
+  /**
+   * Ends the connection politely (COM_QUIT), destroying it if that takes
+   * longer than `timeoutMs`. `polite` false: destroyed at once, without
+   * COM_QUIT (mysql2's idle eviction unless `gracefulEnd`).
+   */
+  close(timeoutMs: number, reason = 'pool closed', polite = true): Promise<void> {
+    if (this.stopping) return this.stopping; // its statement is being killed; destroyed right after
+    if (!polite || this.state === 'broken' || this.state === 'destroyed' || this.inFlight > 0) {
+      this.destroy(reason); // a dead socket cannot say goodbye; a busy one would make us wait
       return Promise.resolve();
     }
-    this.markBroken('pool closed');
+    this.markBroken(reason);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.destroy('close timed out');
         resolve();
       }, timeoutMs);
-      this.raw.end(() => {
+      // mysql2 calls end()'s callback before it writes COM_QUIT: wait for the server to hang up instead.
+      const stream = (this.raw as unknown as MysqlInternals).stream as { once(event: 'close', fn: () => void): void } | undefined;
+      stream?.once('close', () => {
         clearTimeout(timer);
-        this.destroy('pool closed');
+        this.destroy(reason);
         resolve();
       });
+      this.raw.end();
     });
   }
 
@@ -444,6 +523,16 @@ export class Session {
 
 function noop(): void {
   return undefined;
+}
+
+/**
+ * The error of a statement that was in flight when its connection was
+ * destroyed and killed on the server: the statement may have run (a write
+ * has an unknown outcome, like a COMMIT whose reply never came).
+ */
+function lostWhileStopping(err: QueryError): QueryError {
+  if (err instanceof ConnectionLostError) return err;
+  return new ConnectionLostError(err, false) as unknown as QueryError;
 }
 
 /** An OK packet of a streamed result (mysql2 emits it as a `result` event, like the rows). */

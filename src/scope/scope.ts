@@ -322,6 +322,7 @@ export class Scope {
         if (why !== undefined && inner.session.xaBranch === undefined) inner.queueRollback('ROLLBACK');
       },
       destroySession: () => inner.destroy(),
+      endLease: () => Promise.resolve(), // like a plain release: the scope decides, then gives the connection back
       watchLease: () => undefined, // the scope holds the inner lease: a view cannot lose the session
       reportRollbackError: (session, error) => owner.reportRollbackError(session, error),
       beginOn: (lease, options, ownsLease, stack) => owner.beginOn(lease, options, ownsLease, stack),
