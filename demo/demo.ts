@@ -6,12 +6,13 @@
  * own table: request A begins a transaction, inserts a row and releases the
  * connection without COMMIT; request B does an autocommit INSERT; request C
  * runs and commits a transaction of its own. A separate connection observes.
+ * Then request D sets a session variable and request E reads it.
  */
 import { randomBytes } from 'node:crypto';
 import { createConnection, createPool as createMysql2Pool, type RowDataPacket } from 'mysql2/promise';
 import { ensureServer, redactUrl, type DatabaseServer } from '../scripts/server';
 import { createPool } from '../src/index';
-import { createStoryTable, runStory, type StoryResult } from './story';
+import { createStoryTable, runSessionVariableStory, runStory, type StoryResult } from './story';
 
 /** How long the lock measurement waits for mysql2, which never frees it by itself. */
 const LOCK_CAP_MS = 3_000;
@@ -50,28 +51,38 @@ async function run(server: DatabaseServer, cleanups: Array<() => Promise<void>>)
   const theirs = createMysql2Pool({ uri: server.url, connectionLimit: 1 });
   cleanups.push(() => theirs.end());
   const mysql2Result = await runStory(theirs, side, tables.mysql2, LOCK_CAP_MS);
+  const mysql2ActingUser = await runSessionVariableStory(theirs);
 
-  const ours = createPool({ uri: server.url, connectionLimit: 1 });
+  const ours = createPool({ uri: server.url, connectionLimit: 1, resetOnRelease: 'whenDirty' });
   cleanups.push(() => ours.end());
   let rollbacks = 0;
   ours.on('rollback', () => rollbacks++);
   ours.on('rollbackError', (event) => console.error(`rollbackError: ${event.error.message}`));
   const ourResult = await runStory(ours, side, tables.ours, LOCK_CAP_MS);
   if (ours.stats().rolledBack !== rollbacks) throw new Error('rollback events and stats() disagree');
+  const ourActingUser = await runSessionVariableStory(ours);
 
   printTable([
-    ['', 'mysql2 Pool', 'rollback-pool'],
+    ['', 'mysql2 Pool', "rollback-pool (resetOnRelease: 'whenDirty')"],
     ['(b) writes lost: B\'s INSERT not visible', lostCell(mysql2Result), lostCell(ourResult)],
     ['(c) ghost rows: never committed, now permanent', String(mysql2Result.ghostRows), String(ourResult.ghostRows)],
     ['(d) A\'s row lock held after its release', lockCell(mysql2Result), lockCell(ourResult)],
     ['(e) rollbacks run by the pool', '0', String(rollbacks)],
+    ['(f) E sees D\'s @current_user_id (acts as D)', actingUserCell(mysql2ActingUser), actingUserCell(ourActingUser)],
     ['    rows in the table at the end (by owner)', rowsCell(mysql2Result), rowsCell(ourResult)],
   ]);
   console.log(
     '\nmysql2 hands A\'s connection on with its transaction open: B\'s INSERT silently joins it, the row lock stays\n' +
       'held until the connection is reused, and C\'s START TRANSACTION implicitly commits A\'s abandoned row.\n' +
-      'rollback-pool flags the connection on release and rolls it back (in the background) before it serves anyone else.',
+      'rollback-pool flags the connection on release and rolls it back (in the background) before it serves anyone else.\n' +
+      'Request D then sets @current_user_id = 7 and releases; request E, on the same connection, reads it: on mysql2 it\n' +
+      "acts as D. With resetOnRelease: 'whenDirty' the pool resets exactly the sessions whose state changed (D's), in the\n" +
+      'background, and clean ones (A, B, C) cost nothing.',
   );
+}
+
+function actingUserCell(value: unknown): string {
+  return value === null ? 'no (NULL)' : `yes (${String(value)})`;
 }
 
 function lostCell(result: StoryResult): string {

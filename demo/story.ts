@@ -115,3 +115,21 @@ interface CountRow extends RowDataPacket {
 interface OwnerRow extends RowDataPacket {
   who: string;
 }
+
+/**
+ * (f) Request D puts the acting user in a session variable (for audit triggers
+ * and views) and gives the connection back; request E, on the same pooled
+ * connection, reads it. Resolves to what E sees: null when nothing leaked.
+ */
+export async function runSessionVariableStory(pool: StoryPool): Promise<unknown> {
+  const d = await pool.getConnection();
+  await d.query('SET @current_user_id = ?', [7]);
+  d.release();
+  const e = await pool.getConnection();
+  try {
+    const [rows] = (await e.query('SELECT @current_user_id AS acting_user')) as [Array<{ acting_user: unknown }>];
+    return rows[0]?.acting_user ?? null;
+  } finally {
+    e.release();
+  }
+}

@@ -29,13 +29,15 @@ export type { InFlightPolicy, TransactionOptions } from './tx/run';
 export type { BeginOptions, IsolationLevel } from './tx/sql';
 export { ScopeHandle, type ScopeDecision, type ScopeOptions, type ScopeOutcome, type ScopeTransactionOptions } from './scope/scope';
 export type { XaRecoveryReport } from './scope/xa';
-export type { CleanupMode, PoolOptions, RollbackPoolOwnOptions } from './options';
+export type { CleanupMode, PoolOptions, ResetOnRelease, RollbackPoolOwnOptions } from './options';
+export type { DirtyReason } from './pool/session-state';
 export type {
   AbandonEvent,
   AbandonReason,
   DestroyEvent,
   LeakEvent,
   PoolEventMap,
+  ResetEvent,
   RollbackErrorEvent,
   RollbackEvent,
 } from './pool/events';

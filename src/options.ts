@@ -10,8 +10,28 @@ import { InvalidOptionError } from './errors';
 /** When the ROLLBACK of an abandoned transaction runs. */
 export type CleanupMode = 'release' | 'checkout';
 
+/**
+ * mysql2's `resetOnRelease` (`true`: COM_RESET_CONNECTION on every release;
+ * `false`: never), plus `'whenDirty'`: only the sessions whose state changed.
+ */
+export type ResetOnRelease = boolean | 'whenDirty';
+
 /** rollback-pool's own options, on top of mysql2's. */
 export interface RollbackPoolOwnOptions {
+  /**
+   * `'whenDirty'`: reset (COM_RESET_CONNECTION) exactly the connections whose
+   * session state changed (user variables, `SET SESSION`, temporary tables,
+   * `GET_LOCK`, `LOCK TABLES`...) before their next lease, in the background;
+   * clean ones cost nothing. `true`/`false` as in mysql2. Default false.
+   */
+  resetOnRelease?: ResetOnRelease;
+  /**
+   * Statements that define every connection's baseline (`SET time_zone = '+00:00'`,
+   * `SET SESSION sql_mode = ...`): run on each new connection and again after
+   * every reset, never counted as dirty. Use this, not a `connection` listener,
+   * with `resetOnRelease`.
+   */
+  initSql?: string | readonly string[];
   /**
    * When the pending ROLLBACK of a connection released inside a transaction runs.
    * `'release'` (default): at once, in the background, so its locks are freed
@@ -45,7 +65,7 @@ export interface RollbackPoolOwnOptions {
 }
 
 /** Everything `createPool` accepts: mysql2's PoolOptions plus ours. */
-export interface PoolOptions extends Mysql2PoolOptions, RollbackPoolOwnOptions {}
+export interface PoolOptions extends Omit<Mysql2PoolOptions, 'resetOnRelease'>, RollbackPoolOwnOptions {}
 
 /** Options after validation, with every default filled in. */
 export interface ResolvedOptions {
@@ -57,7 +77,9 @@ export interface ResolvedOptions {
   readonly waitForConnections: boolean;
   readonly maxIdle: number;
   readonly idleTimeout: number;
-  readonly resetOnRelease: boolean;
+  readonly resetOnRelease: ResetOnRelease;
+  /** Baseline statements, run at connect and after every reset. */
+  readonly initSql: readonly string[];
   /** mysql2's `gracefulEnd`: idle connections evicted with COM_QUIT (else destroyed), and `end()` on a lease closes its connection. */
   readonly gracefulEnd: boolean;
   /** Options mysql2 knows but ignores (mysql's legacy keys), each with what was done about it; warned about once per pool. */
@@ -88,7 +110,7 @@ const { ConnectionConfig } = mysql2 as unknown as {
 /** mysql2 treats connectionLimit 0 as "no limit"; generic-pool needs a number. */
 const UNLIMITED = 2 ** 31 - 1;
 
-const OWN_KEYS = new Set(['cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'endTimeoutMs', 'leakDetectionMs', 'captureStacks', 'xaLogTable']);
+const OWN_KEYS = new Set(['initSql', 'cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'endTimeoutMs', 'leakDetectionMs', 'captureStacks', 'xaLogTable']);
 /**
  * Options of mysql (mysqljs) that mysql2 does not implement but accepts with a
  * console warning, so code written for mysql (and TypeORM, which passes
@@ -196,7 +218,8 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
     waitForConnections: boolean(bag, 'waitForConnections', true),
     maxIdle: Math.min(integer(bag, 'maxIdle', connectionLimit, 0), connectionLimit),
     idleTimeout: integer(bag, 'idleTimeout', 60_000, 1),
-    resetOnRelease: boolean(bag, 'resetOnRelease', false),
+    resetOnRelease: resetMode(bag),
+    initSql: statements(bag, 'initSql'),
     gracefulEnd: boolean(bag, 'gracefulEnd', false),
     legacyKeys: legacyKeys.map((key) => `${key}: ${LEGACY_KEYS[key]}${key === 'acquireTimeout' && bag.acquireTimeoutMs !== undefined ? ' (but acquireTimeoutMs is set and wins)' : ''}`),
     cleanup,
@@ -207,6 +230,23 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
     captureStacks: boolean(bag, 'captureStacks', false),
     xaLogTable: tableName(bag, 'xaLogTable', 'rollback_pool_xa_log'),
   };
+}
+
+function resetMode(bag: Bag): ResetOnRelease {
+  const value = bag.resetOnRelease;
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean' && value !== 'whenDirty') throw new InvalidOptionError('resetOnRelease', "true, false or 'whenDirty'");
+  return value;
+}
+
+function statements(bag: Bag, key: string): readonly string[] {
+  const value = bag[key];
+  if (value === undefined) return [];
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.some((sql) => typeof sql !== 'string' || sql.trim() === '')) {
+    throw new InvalidOptionError(key, 'an SQL statement or an array of them');
+  }
+  return Object.freeze([...(list as string[])]);
 }
 
 /** mysql's `acquireTimeout` (ms; 0 meant no limit), as our `acquireTimeoutMs`. */

@@ -47,6 +47,7 @@ const EVENT_NAMES = Object.keys({
   rollbackError: true,
   destroy: true,
   leak: true,
+  reset: true,
 } satisfies Record<keyof PoolEventMap, true>) as Array<keyof PoolEventMap>;
 const MYSQL2_CONNECTION_EVENTS = new Set<string>(['connection', 'acquire', 'release']);
 

@@ -30,7 +30,7 @@ beforeAll(async () => {
 });
 
 beforeEach(() => {
-  seen = { acquire: [], release: [], abandon: [], rollback: [], rollbackError: [], destroy: [], leak: [] };
+  seen = { acquire: [], release: [], abandon: [], rollback: [], rollbackError: [], destroy: [], leak: [], reset: [] };
 });
 
 afterAll(async () => {
@@ -41,7 +41,7 @@ afterAll(async () => {
 
 test('the channel names are the documented ones', () => {
   expect(Object.values(CHANNEL_NAMES).sort()).toEqual(
-    ['abandon', 'acquire', 'destroy', 'leak', 'release', 'rollback', 'rollbackError'].map((k) => `rollback-pool:${k}`).sort(),
+    ['abandon', 'acquire', 'destroy', 'leak', 'release', 'reset', 'rollback', 'rollbackError'].map((k) => `rollback-pool:${k}`).sort(),
   );
 });
 

@@ -12,12 +12,13 @@
  * | `rollback-pool:rollbackError` | `{ pool, threadId, error }`                    |
  * | `rollback-pool:destroy`       | `{ pool, threadId, reason, error? }`           |
  * | `rollback-pool:leak`          | `{ pool, threadId, heldMs, stack? }`           |
+ * | `rollback-pool:reset`         | `{ pool, threadId, reason, durationMs }`       |
  *
  * Publishing costs nothing while a channel has no subscriber (one boolean
  * read). Messages never carry connection options (no password).
  */
 import { channel } from 'node:diagnostics_channel';
-import type { AbandonEvent, DestroyEvent, LeakEvent, RollbackErrorEvent, RollbackEvent } from './events';
+import type { AbandonEvent, DestroyEvent, LeakEvent, ResetEvent, RollbackErrorEvent, RollbackEvent } from './events';
 
 /** What happened to a connection when its lease (or a `pool.query`) ended: back clean, flagged for a rollback, or lost. */
 export type ReleaseOutcome = 'clean' | 'pendingRollback' | 'broken';
@@ -31,6 +32,7 @@ export interface DiagnosticsMessages<P = unknown> {
   rollbackError: RollbackErrorEvent & { pool: P };
   destroy: DestroyEvent & { pool: P };
   leak: LeakEvent & { pool: P };
+  reset: ResetEvent & { pool: P };
 }
 
 /** The channel names, by kind. */
@@ -42,6 +44,7 @@ export const CHANNEL_NAMES = {
   rollbackError: 'rollback-pool:rollbackError',
   destroy: 'rollback-pool:destroy',
   leak: 'rollback-pool:leak',
+  reset: 'rollback-pool:reset',
 } as const satisfies Record<keyof DiagnosticsMessages, string>;
 
 /** @internal */
@@ -53,6 +56,7 @@ export const channels = {
   rollbackError: channel(CHANNEL_NAMES.rollbackError),
   destroy: channel(CHANNEL_NAMES.destroy),
   leak: channel(CHANNEL_NAMES.leak),
+  reset: channel(CHANNEL_NAMES.reset),
 };
 
 /**

@@ -5,6 +5,7 @@
  */
 import type { Connection as RawConnection } from 'mysql2';
 import type { RollbackFailedError } from '../errors';
+import type { DirtyReason } from './session-state';
 
 /** Why a transaction was abandoned (given up without commit or rollback). */
 export type AbandonReason =
@@ -61,6 +62,19 @@ export interface DestroyEvent {
   error?: unknown;
 }
 
+/** Payload of `reset`: a connection's session was reset (COM_RESET_CONNECTION) before its next lease. */
+export interface ResetEvent {
+  /** The server's id of the connection (`CONNECTION_ID()`). */
+  threadId: number;
+  /**
+   * What made it dirty (`resetOnRelease: 'whenDirty'`): the first kind of
+   * session state seen on the lease; `'resetOnRelease'` with `resetOnRelease: true`.
+   */
+  reason: DirtyReason | 'resetOnRelease';
+  /** The reset and the baseline (`initSql`) after it. */
+  durationMs: number;
+}
+
 /** Payload of `leak`: a lease was held longer than `leakDetectionMs` (emitted once per lease). */
 export interface LeakEvent {
   /** The server's id of the connection (`CONNECTION_ID()`). */
@@ -91,4 +105,6 @@ export interface PoolEventMap {
   destroy: [event: DestroyEvent];
   /** A lease was held longer than `leakDetectionMs`. */
   leak: [event: LeakEvent];
+  /** A connection's session was reset before its next lease (`resetOnRelease`). */
+  reset: [event: ResetEvent];
 }

@@ -30,7 +30,8 @@ import { CallbackPool } from './callback';
 import { channels, publish, type DiagnosticsMessages } from './diagnostics';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
-import { Session, type QueryOutcome, type SessionHooks, type StackHolder } from './session';
+import { runAll, Session, type QueryOutcome, type SessionHooks, type StackHolder } from './session';
+import { TRACK_STATE_CHANGES, watchStateChanges } from './session-state';
 
 /** A snapshot of the pool, from `pool.stats()`. */
 export interface PoolStats {
@@ -52,6 +53,8 @@ export interface PoolStats {
   rollbackFailures: number;
   /** Since creation: connections destroyed, for any reason. */
   destroyed: number;
+  /** Since creation: sessions reset before their next lease (`resetOnRelease`). */
+  resets: number;
 }
 
 /**
@@ -101,7 +104,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private readonly sessions = new Set<Session>();
   /** Sessions taken out of the resource pool and not given back yet (leased or being flushed). */
   private readonly out = new Set<Session>();
-  private readonly counters = { abandoned: 0, rolledBack: 0, rollbackFailures: 0, destroyed: 0 };
+  private readonly counters = { abandoned: 0, rolledBack: 0, rollbackFailures: 0, destroyed: 0, resets: 0 };
+  /** Run on every new connection: tracking turned on for 'whenDirty', then initSql (after a reset: `afterReset`). */
+  private readonly baseline: readonly string[];
   private ending: Promise<void> | undefined;
   /** Set by the first `withScope`: until then the hot path does not even look for a scope. */
   private scoped = false;
@@ -112,6 +117,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   constructor(options: PoolOptions | string) {
     super();
     this.options = resolveOptions(options);
+    this.baseline = this.options.resetOnRelease === 'whenDirty' ? [TRACK_STATE_CHANGES, ...this.options.initSql] : this.options.initSql;
     if (this.options.legacyKeys.length > 0) {
       process.emitWarning(`rollback-pool: options mysql2 accepts but does not implement: ${this.options.legacyKeys.join('; ')}.`, {
         code: 'ROLLBACK_POOL_LEGACY_OPTION',
@@ -474,8 +480,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     }
     switch (outcome) {
       case 'clean':
-        if (this.options.resetOnRelease) {
-          void session.reset().then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
+        if (this.needsReset(session)) {
+          // Held out of the pool until the reset is done, like a pending ROLLBACK: nobody inherits the state.
+          void this.resetSession(session).then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
         } else {
           this.giveBack(session, 'release');
         }
@@ -487,7 +494,10 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         this.counters.abandoned++;
         if (this.options.cleanup === 'release') {
           // Hold the session out of the pool until its ROLLBACK is done: nobody can get it dirty.
-          void session.flush().then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
+          void session
+            .flush()
+            .then((ok) => (ok && this.needsReset(session) ? this.resetSession(session) : ok))
+            .then((ok) => this.giveBack(session, ok ? 'release' : 'destroy'));
         } else {
           // Lazy mode: back to the pool flagged; the next checkout runs the ROLLBACK first.
           this.giveBack(session, 'release');
@@ -562,12 +572,52 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   // ---- internals ----------------------------------------------------------------------
 
+  /** `resetOnRelease: true`: always; `'whenDirty'`: when this lease left session state behind. */
+  private needsReset(session: Session): boolean {
+    const mode = this.options.resetOnRelease;
+    return mode === true || (mode === 'whenDirty' && session.stateDirty !== undefined);
+  }
+
+  /**
+   * What brings a reset session back to the state of a new connection of this
+   * pool. COM_RESET_CONNECTION keeps the default database (selected again if
+   * it may have changed) and sets sql_mode to the server's global value,
+   * losing what the handshake added (mysql2 asks for IGNORE_SPACE); tracking
+   * is off again. One SET for all three, then `initSql`.
+   */
+  private afterReset(session: Session): string[] {
+    const statements: string[] = [];
+    const database = this.options.connection.database;
+    if (database !== undefined && (this.options.resetOnRelease === true || session.schemaChanged)) {
+      statements.push(`USE ${mysql2.escapeId(database)}`);
+    }
+    const settings: string[] = [];
+    if (session.connectSqlMode !== undefined) settings.push(`sql_mode = ${mysql2.escape(session.connectSqlMode)}`);
+    if (session.tracksState) settings.push('session_track_state_change = ON');
+    if (settings.length > 0) statements.push(`SET SESSION ${settings.join(', ')}`);
+    statements.push(...this.options.initSql);
+    return statements;
+  }
+
+  /** COM_RESET_CONNECTION, then the baseline; `reset` event. Resolves false when the session was destroyed. */
+  private resetSession(session: Session): Promise<boolean> {
+    const reason = session.stateDirty ?? 'resetOnRelease';
+    const startedAt = performance.now();
+    return session.reset(this.afterReset(session)).then((ok) => {
+      if (ok) {
+        this.counters.resets++;
+        this.report('reset', { threadId: session.threadId, reason, durationMs: performance.now() - startedAt });
+      }
+      return ok;
+    });
+  }
+
   private notify<K extends keyof PoolEventMap>(event: K, ...args: PoolEventMap[K]): void {
     if (this.listenerCount(event) > 0) emitSafely(this, event, args);
   }
 
   /** Emits a pool event and publishes it on its diagnostics channel. */
-  private report<K extends 'abandon' | 'rollback' | 'rollbackError' | 'destroy' | 'leak'>(kind: K, event: PoolEventMap[K][0]): void {
+  private report<K extends 'abandon' | 'rollback' | 'rollbackError' | 'destroy' | 'leak' | 'reset'>(kind: K, event: PoolEventMap[K][0]): void {
     this.notify(kind, ...([event] as PoolEventMap[K]));
     if (channels[kind].hasSubscribers) publish(kind, { ...event, pool: this } as DiagnosticsMessages[K]);
   }
@@ -630,7 +680,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     this.out.add(session);
     if (session.state === 'pendingRollback') {
       // Lazy mode (or a pool-level flag left by a crash of the background flush): roll back first.
-      return session.flush().then((ok) => {
+      return session.flush().then((flushed) => (flushed && this.needsReset(session) ? this.resetSession(session) : flushed)).then((ok) => {
         if (ok) return this.checkout(session);
         this.giveBack(session, 'destroy');
         return this.acquireSession(); // someone else's failed rollback is never our error
@@ -683,21 +733,46 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           return;
         }
         const session = new Session(raw, this, this.options.rollbackTimeoutMs);
-        // Read once per connection: it decides whether a lock wait timeout ends the transaction.
-        raw.query('SELECT @@innodb_rollback_on_timeout AS r', (err: unknown, rows: unknown) => {
-          if (err || this.closed) {
-            raw.destroy();
-            reject(err ?? new PoolClosedError());
-            return;
-          }
-          session.rollbackOnTimeout = Number((rows as Array<{ r: unknown }>)[0]?.r) === 1;
-          this.sessions.add(session);
-          this.notify('connection', raw);
-          resolve(session);
+        session.tracksState = this.options.resetOnRelease === 'whenDirty';
+        const failed = (err: unknown): void => {
+          raw.destroy();
+          reject(err ?? new PoolClosedError());
+        };
+        // The baseline (tracking on, initSql) first: it is never counted as dirt.
+        runAll(raw, this.baseline, (baselineError) => {
+          if (baselineError) return failed(baselineError);
+          // Read once per connection: it decides whether a lock wait timeout ends the transaction.
+          raw.query('SELECT @@innodb_rollback_on_timeout AS r, @@session.sql_mode AS m', (err: unknown, rows: unknown) => {
+            if (err || this.closed) return failed(err);
+            const [settings] = rows as Array<{ r: unknown; m: unknown }>;
+            session.rollbackOnTimeout = Number(settings?.r) === 1;
+            if (typeof settings?.m === 'string') session.connectSqlMode = settings.m;
+            this.sessions.add(session);
+            this.announce(session);
+            resolve(session);
+          });
         });
       });
     });
   }
+
+  /** mysql2's `connection` event. With 'whenDirty', a listener that changes session state is told to use initSql instead. */
+  private announce(session: Session): void {
+    if (!session.tracksState || this.warnedListenerState || this.listenerCount('connection') === 0) {
+      this.notify('connection', session.raw);
+      return;
+    }
+    watchStateChanges(session.raw, () => this.notify('connection', session.raw), () => {
+      if (this.warnedListenerState) return;
+      this.warnedListenerState = true;
+      process.emitWarning(
+        "rollback-pool: a 'connection' listener changed session state while resetOnRelease is 'whenDirty': that change is lost at the connection's first reset. Put it in the initSql option instead.",
+        { code: 'ROLLBACK_POOL_CONNECTION_STATE' },
+      );
+    });
+  }
+
+  private warnedListenerState = false;
 
   private disposeSession(session: Session, evicted: boolean): Promise<void> {
     this.sessions.delete(session);

@@ -19,6 +19,7 @@
 import type { Connection as RawConnection, FieldPacket, Query as QueryCommand, QueryError, QueryOptions, QueryResult } from 'mysql2';
 import { ConnectionLostError, RollbackFailedError } from '../errors';
 import type { ReleaseOutcome } from './diagnostics';
+import { SERVER_SESSION_STATE_CHANGED, unflaggedState, type DirtyReason } from './session-state';
 
 export type SessionState = 'idle' | 'leased' | 'pendingRollback' | 'broken' | 'destroyed';
 
@@ -86,6 +87,18 @@ export class Session {
    * transaction start does. Known from the statement's text.
    */
   characteristicsPending = false;
+  /**
+   * `resetOnRelease: 'whenDirty'`: the server reports session state changes
+   * (`session_track_state_change` is on) and the statement text is checked
+   * for the kinds it does not report (`src/pool/session-state.ts`).
+   */
+  tracksState = false;
+  /** What left session state behind for the next user (a reset is due before the next lease), if anything. */
+  stateDirty: DirtyReason | undefined;
+  /** `@@session.sql_mode` when the connection was made (after `initSql`): what a reset must restore. */
+  connectSqlMode: string | undefined;
+  /** The default database was changed (`USE`): a reset keeps it, so the reset's baseline selects it again. */
+  schemaChanged = false;
   /** When the current lease began (`performance.now()`), for the release's `heldMs`. */
   checkedOutAt = 0;
   /**
@@ -231,9 +244,13 @@ export class Session {
     return this.state === 'broken' || this.state === 'destroyed' ? new ConnectionLostError(this.lostBecause, true) : undefined;
   }
 
-  /** What the text of a statement about to be sent says that no status flag will: a pending `SET TRANSACTION`. */
+  /**
+   * What the text of a statement about to be sent says that no status flag
+   * will: a pending `SET TRANSACTION`, and (while tracking) session state.
+   */
   private noteStatement(sql: string): void {
     if (SET_TRANSACTION.test(sql)) this.characteristicsPending = true;
+    if (this.tracksState && this.stateDirty === undefined) this.stateDirty = unflaggedState(sql);
   }
 
   /** Wraps a callback-mode command's callback: the result's status is observed before the caller sees it. */
@@ -405,19 +422,29 @@ export class Session {
     this.xaBranch = undefined;
   }
 
-  /** COM_RESET_CONNECTION (mysql2's `resetOnRelease`). Resolves true when the session is clean. */
-  reset(): Promise<boolean> {
+  /**
+   * COM_RESET_CONNECTION (mysql2's `resetOnRelease`): user variables, session
+   * settings, temporary tables, named and table locks, prepared statements
+   * (mysql2 clears its statement cache for this connection on the reply) and
+   * any transaction are gone. Then `baseline` runs (tracking re-armed,
+   * `initSql`), unobserved: the baseline is never dirt. Resolves true when the
+   * session is clean; a failure destroys it.
+   */
+  reset(baseline: readonly string[]): Promise<boolean> {
     return new Promise((resolve) => {
+      const fail = (err: unknown): void => {
+        this.destroy('reset failed', err);
+        resolve(false);
+      };
       this.raw.reset((err) => {
-        if (err) {
-          this.destroy('reset failed', err);
-          resolve(false);
-          return;
-        }
+        if (err) return fail(err);
         this.inTransaction = false;
         this.autocommitOff = false;
         this.characteristicsPending = false;
-        resolve(this.usable);
+        this.stateDirty = undefined;
+        this.schemaChanged = false;
+        if (baseline.length === 0) return resolve(this.usable);
+        runAll(this.raw, baseline, (error) => (error ? fail(error) : resolve(this.usable)));
       });
     });
   }
@@ -515,6 +542,10 @@ export class Session {
       }
     }
     if (status === undefined) return;
+    if (this.tracksState && changedState(rows, fields, status)) {
+      this.stateDirty ??= 'session state changed';
+      if (!this.schemaChanged) this.schemaChanged = changedSchema(rows, fields);
+    }
     this.inTransaction = (status & SERVER_STATUS_IN_TRANS) !== 0;
     if (this.inTransaction) this.characteristicsPending = false; // consumed by the transaction that started
     this.autocommitOff = (status & SERVER_STATUS_AUTOCOMMIT) === 0;
@@ -523,6 +554,34 @@ export class Session {
 
 function noop(): void {
   return undefined;
+}
+
+/** Did any OK packet of this result report a session state change? (For one packet, its own status.) */
+function changedState(rows: unknown, fields: unknown, lastStatus: number): boolean {
+  if (fields === undefined || !Array.isArray(rows) || !Array.isArray(fields)) return (lastStatus & SERVER_SESSION_STATE_CHANGED) !== 0;
+  for (let i = 0; i < rows.length; i++) {
+    if (fields[i] === undefined && ((rows[i] as { serverStatus?: number }).serverStatus ?? 0) & SERVER_SESSION_STATE_CHANGED) return true;
+  }
+  return false;
+}
+
+/** Did an OK packet of this result report a new default database (session_track_schema, on by default)? */
+function changedSchema(rows: unknown, fields: unknown): boolean {
+  const packets = fields === undefined || !Array.isArray(rows) ? [rows] : rows;
+  return packets.some((packet) => typeof (packet as { stateChanges?: { schema?: unknown } } | null)?.stateChanges?.schema === 'string');
+}
+
+/** Runs statements one after another on a raw connection (connect-time and post-reset baseline). */
+export function runAll(raw: RawConnection, statements: readonly string[], done: (error: unknown) => void): void {
+  let next = 0;
+  const step = (error: unknown): void => {
+    if (error || next === statements.length) {
+      done(error ?? undefined);
+      return;
+    }
+    raw.query(statements[next++] as string, step);
+  };
+  step(undefined);
 }
 
 /**
