@@ -21,7 +21,12 @@ export type RollbackPoolErrorCode =
   | 'ERR_TX_TIMEOUT'
   | 'ERR_COMMIT_OUTCOME_UNKNOWN'
   | 'ERR_SCOPE_COMMIT_FAILED'
-  | 'ERR_SCOPE_CLOSED';
+  | 'ERR_SCOPE_CLOSED'
+  | 'ERR_CLUSTER_NODE_EXISTS'
+  /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
+  | 'POOL_NOEXIST'
+  /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
+  | 'POOL_NONEONLINE';
 
 /** Base class of every error rollback-pool raises. */
 export class RollbackPoolError extends Error {
@@ -231,5 +236,45 @@ export class ScopeClosedError extends RollbackPoolError {
         ? `Cannot call ${method}(): the request scope this code runs in was aborted (the client went away) and its work rolled back.`
         : `${method}() was still waiting for a connection when the request scope ended; the connection was given back.`,
     );
+  }
+}
+
+/**
+ * A pool cluster has no node whose id matches the pattern (none was added, or
+ * all were removed). Same `code` and message as mysql2's cluster.
+ */
+export class PoolNotExistError extends RollbackPoolError {
+  /** The pattern nothing matched (as given: a glob string or a RegExp). */
+  readonly pattern: string;
+  constructor(pattern: string | RegExp) {
+    super('POOL_NOEXIST', 'Pool does Not exist.');
+    this.pattern = String(pattern);
+  }
+}
+
+/**
+ * Every node of a pool cluster that matches the pattern is offline (taken
+ * out after failed checkouts, until `restoreNodeTimeout` has passed). Same
+ * `code` and message as mysql2's cluster.
+ */
+export class PoolNoneOnlineError extends RollbackPoolError {
+  /** The pattern whose nodes are all offline. */
+  readonly pattern: string;
+  constructor(pattern: string | RegExp) {
+    super('POOL_NONEONLINE', 'Pool does Not have online node.');
+    this.pattern = String(pattern);
+  }
+}
+
+/**
+ * `cluster.add(id, ...)` with an id the cluster already has (mysql2 ignores
+ * the second node without a word). Remove the node first to replace it.
+ */
+export class ClusterNodeExistsError extends RollbackPoolError {
+  /** The id that is already taken. */
+  readonly nodeId: string;
+  constructor(nodeId: string) {
+    super('ERR_CLUSTER_NODE_EXISTS', `The pool cluster already has a node with id ${JSON.stringify(nodeId)}; remove it first to replace it.`);
+    this.nodeId = nodeId;
   }
 }

@@ -1,0 +1,311 @@
+/**
+ * PoolCluster: mysql2's `createPoolCluster` on rollback-pool pools. It keeps
+ * the nodes (each a public `Pool`, built with `new Pool(config)` and used
+ * through its public API only), finds the nodes a pattern matches, applies
+ * the health rules of `node.ts` to what namespaces report, and emits mysql2's
+ * events. Picking a node and failing over is the namespace's job (`namespace.ts`).
+ *
+ * The cluster itself has two states: open, then closed by `end()` (every
+ * call rejects with `ERR_POOL_CLOSED` and nothing is counted; mysql2 would
+ * count the closed pools' errors and remove its nodes one by one).
+ */
+import { EventEmitter } from 'node:events';
+import type { InspectOptions } from 'node:util';
+import type { ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
+import { ClusterNodeExistsError, InvalidOptionError, PoolClosedError } from '../errors';
+import { inspectAs, inspectSymbol } from '../inspect';
+import type { PoolOptions } from '../options';
+import type { PoolConnection } from '../pool/lease';
+import { Pool, type PoolStats } from '../pool/pool';
+import type { ScopeOptions } from '../scope/scope';
+import type { TransactionOptions } from '../tx/run';
+import type { BeginOptions } from '../tx/sql';
+import type { Transaction } from '../tx/transaction';
+import type { PoolClusterEventMap } from './events';
+import { PoolNamespace, type NamespaceHost } from './namespace';
+import { ClusterNode, type NodeState } from './node';
+import { resolveClusterOptions, selectorName, type PoolClusterOptions, type PoolClusterSelector, type ResolvedClusterOptions } from './options';
+import { checkPattern, patternKey, patternRegExp, type NodePattern } from './selector';
+
+/** One node as `cluster.toJSON()` and `console.log(cluster)` show it: never its connection options' secrets. */
+export interface PoolClusterNodeSummary {
+  /** The node's id. */
+  id: string;
+  /** `online`, or `offline` until a checkout succeeds on it again. */
+  state: NodeState;
+  /** Failed checkouts not yet paid back by successful ones. */
+  errorCount: number;
+  /** The node pool's own summary: where it connects (host, port, user, database), whether it is closed, its stats. */
+  pool: { connection: { host?: string; port?: number; user?: string; database?: string }; closed: boolean; stats: PoolStats };
+}
+
+const CALLBACK_NOT_AVAILABLE = 'Callback function is not available with promise clients.';
+
+/**
+ * A set of pools, one per node, with mysql2/promise's `PoolCluster` API (make
+ * one with `createPoolCluster`). Each node is a rollback-pool `Pool`: a
+ * transaction abandoned on a connection from any node is rolled back before
+ * that connection serves anyone else. Events: {@link PoolClusterEventMap}.
+ */
+export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements NamespaceHost {
+  /** The validated options, defaults filled in. */
+  readonly config: ResolvedClusterOptions;
+  /** Every node still in the cluster, by id. */
+  private readonly nodes = new Map<string, ClusterNode>();
+  /** Their ids in the order they were added (the order `ORDER` and `RR` follow, as mysql2's `_serviceableNodeIds`). */
+  private serviceable: string[] = [];
+  /** Ids matching each pattern seen, offline ones included; cleared whenever a node comes or goes. */
+  private readonly findCache = new Map<string, readonly string[]>();
+  private readonly namespaces = new Map<string, PoolNamespace>();
+  private lastId = 0;
+  private ending: Promise<void> | undefined;
+  /** `end()` of pools whose node was removed, still under way: the cluster's `end()` waits for them too. */
+  private readonly retiring = new Set<Promise<void>>();
+  private everScoped = false;
+
+  /** @internal Use `createPoolCluster()`. */
+  constructor(options?: PoolClusterOptions) {
+    super();
+    this.config = resolveClusterOptions(options);
+  }
+
+  /** True once `end()` was called. */
+  get closed(): boolean {
+    return this.ending !== undefined;
+  }
+
+  /**
+   * Adds a node: a new `Pool` with these options (mysql2's `PoolOptions` plus
+   * ours, or a `mysql://` URL). Without an id the node is named `CLUSTER::1`,
+   * `CLUSTER::2`... as in mysql2. Returns the node's id. Throws
+   * `ERR_CLUSTER_NODE_EXISTS` for an id already in the cluster,
+   * `ERR_INVALID_OPTION` for bad options, `ERR_POOL_CLOSED` after `end()`.
+   */
+  add(config: PoolOptions): string;
+  add(id: string, config: PoolOptions | string): string;
+  add(idOrConfig: string | PoolOptions, config?: PoolOptions | string): string {
+    if (this.closed) throw new PoolClosedError();
+    let id: string;
+    let options: PoolOptions | string;
+    if (typeof idOrConfig === 'string') {
+      if (config === undefined) throw new InvalidOptionError('config', 'pool options or a mysql:// URL after the node id');
+      id = idOrConfig;
+      options = config;
+    } else if (idOrConfig !== null && typeof idOrConfig === 'object') {
+      id = this.nextId();
+      options = idOrConfig;
+    } else {
+      throw new InvalidOptionError('id', 'a node id (string) or pool options');
+    }
+    // Checked before the pool is made: a refused node must leave nothing behind.
+    if (this.nodes.has(id)) throw new ClusterNodeExistsError(id);
+    const pool = new Pool(options);
+    this.nodes.set(id, new ClusterNode(id, pool, this.config));
+    this.serviceable.push(id);
+    this.findCache.clear();
+    return id;
+  }
+
+  /**
+   * Removes every node whose id matches `pattern` (offline ones included) and
+   * ends their pools: leases still out from them are fenced and their
+   * connections closed, so the server rolls back what they had open. Emits
+   * nothing (as mysql2: `remove` is for nodes removed after errors).
+   */
+  remove(pattern: NodePattern): void {
+    const checked = checkPattern(pattern, undefined);
+    for (const id of this.findNodeIds(checked, true)) {
+      const node = this.nodes.get(id);
+      if (node === undefined) continue;
+      node.markRemoved();
+      this.removeNode(node);
+    }
+  }
+
+  /**
+   * The namespace of the nodes matching `pattern` (default `'*'`: all),
+   * picking one with `selector` (default: the cluster's `defaultSelector`).
+   * The same pattern and selector give the same namespace (so round robin
+   * carries on). Throws `ERR_INVALID_OPTION` for an unknown selector.
+   */
+  of(pattern?: NodePattern, selector?: PoolClusterSelector): PoolNamespace {
+    const checked = checkPattern(pattern, '*');
+    const name = selector === undefined || (selector as string) === '' ? this.config.defaultSelector : selectorName(selector, 'selector');
+    const key = `${patternKey(checked)}\u0000${name}`;
+    let namespace = this.namespaces.get(key);
+    if (namespace === undefined) {
+      namespace = new PoolNamespace(this, checked, name);
+      this.namespaces.set(key, namespace);
+    }
+    return namespace;
+  }
+
+  /**
+   * Takes a connection from a node matching `pattern` (default: any), picked
+   * by `selector`; give it back with `release()`. With `canRetry`, a node
+   * that fails to give one is counted and another one tried. Rejects with
+   * `POOL_NOEXIST`, `POOL_NONEONLINE`, the last node's error, or
+   * `ERR_INVALID_OPTION` for an unknown selector.
+   */
+  getConnection(pattern?: NodePattern, selector?: PoolClusterSelector): Promise<PoolConnection> {
+    if (typeof pattern === 'function' || typeof selector === 'function') throw new Error(CALLBACK_NOT_AVAILABLE);
+    let namespace: PoolNamespace;
+    try {
+      namespace = this.of(pattern, selector);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return namespace.getConnection();
+  }
+
+  /** `of().query()`: one statement on any node (mysql2/promise's cluster declares it, and rejects with a TypeError). */
+  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
+    return this.of().query<T>(sql, values);
+  }
+
+  /** `of().execute()`: one prepared statement on any node. */
+  execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
+    return this.of().execute<T>(sql, values);
+  }
+
+  /** `of().begin()`: `Pool.begin()` on a node picked by the default selector (see `PoolNamespace.begin`). */
+  begin(options?: BeginOptions): Promise<Transaction> {
+    return this.of().begin(options);
+  }
+
+  /** `of().transaction()`: `Pool.transaction()` on a node picked by the default selector (see `PoolNamespace.transaction`). */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
+    return this.of().transaction(fn, options);
+  }
+
+  /** `of().withScope()`: `Pool.withScope()` on one node (see `PoolNamespace.withScope`). */
+  withScope<T>(fn: () => Promise<T>, options?: ScopeOptions): Promise<T> {
+    return this.of().withScope(fn, options);
+  }
+
+  /**
+   * Ends every node's pool (and waits for those of nodes removed earlier).
+   * From now on every call rejects with `ERR_POOL_CLOSED`. A second call
+   * returns the same promise.
+   */
+  end(): Promise<void> {
+    if (this.ending) return this.ending;
+    const ends = [...this.nodes.values()].map((node) => node.pool.end());
+    this.ending = Promise.all([...ends, ...this.retiring]).then(noValue);
+    return this.ending;
+  }
+
+  /** `await using cluster = createPoolCluster()`: ends it at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.end();
+  }
+
+  /** What `JSON.stringify(cluster)` shows: its options and nodes, never a password. */
+  toJSON(): { closed: boolean; config: ResolvedClusterOptions; nodes: PoolClusterNodeSummary[] } {
+    const nodes = this.serviceable.map((id) => {
+      const node = this.nodes.get(id)!;
+      return { id, state: node.state, errorCount: node.errorCount, pool: node.pool.toJSON() };
+    });
+    return { closed: this.closed, config: this.config, nodes };
+  }
+
+  /** What `console.log(cluster)` shows: the same summary as `toJSON()`. */
+  [inspectSymbol](_depth: number, options: InspectOptions): string {
+    return inspectAs('PoolCluster', this.toJSON(), options);
+  }
+
+  // ---- NamespaceHost ------------------------------------------------------------------
+
+  /** @internal */
+  get canRetry(): boolean {
+    return this.config.canRetry;
+  }
+
+  /** @internal */
+  get scoped(): boolean {
+    return this.everScoped;
+  }
+
+  /** @internal */
+  markScoped(): void {
+    this.everScoped = true;
+  }
+
+  /** @internal mysql2's `_findNodeIds`: the match is cached per pattern, the online filter applied each time. */
+  findNodeIds(pattern: NodePattern, includeOffline: boolean): readonly string[] {
+    const key = patternKey(pattern);
+    let ids = this.findCache.get(key);
+    if (ids === undefined) {
+      const expression = patternRegExp(pattern);
+      ids = this.serviceable.filter((id) => id.match(expression) !== null);
+      this.findCache.set(key, ids);
+    }
+    if (includeOffline) return ids;
+    return ids.filter((id) => this.nodes.get(id)?.selectable === true);
+  }
+
+  /** @internal */
+  getNode(id: string): ClusterNode | undefined {
+    return this.nodes.get(id);
+  }
+
+  /** @internal mysql2's `_increaseErrorCount`. */
+  nodeFailed(node: ClusterNode): void {
+    const outcome = node.checkoutFailed();
+    if (outcome === 'offline') {
+      this.notify('offline', node.id);
+    } else if (outcome === 'removed') {
+      this.removeNode(node);
+      this.notify('remove', node.id);
+    }
+  }
+
+  /** @internal mysql2's `_decreaseErrorCount`. */
+  nodeSucceeded(node: ClusterNode): void {
+    if (node.checkoutSucceeded()) this.notify('online', node.id);
+  }
+
+  /** @internal */
+  warn(error: Error): void {
+    this.notify('warn', error);
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  /** mysql2's `CLUSTER::n`, skipping an id someone chose by hand (mysql2 would silently drop the new node). */
+  private nextId(): string {
+    let id: string;
+    do id = `CLUSTER::${++this.lastId}`;
+    while (this.nodes.has(id));
+    return id;
+  }
+
+  private removeNode(node: ClusterNode): void {
+    if (!this.nodes.delete(node.id)) return;
+    this.serviceable = this.serviceable.filter((id) => id !== node.id);
+    this.findCache.clear();
+    const retired = node.pool.end().then(noValue, noValue);
+    this.retiring.add(retired);
+    void retired.then(() => this.retiring.delete(retired));
+  }
+
+  /**
+   * Emits without letting a throwing listener interrupt the cluster's
+   * bookkeeping (a node half removed, a retry not made): the listener's error
+   * is rethrown on the next tick, as an uncaught exception, like the pool's own events.
+   */
+  private notify<K extends keyof PoolClusterEventMap>(event: K, ...args: PoolClusterEventMap[K]): void {
+    if (this.listenerCount(event) === 0) return;
+    try {
+      (this.emit as (event: K, ...args: PoolClusterEventMap[K]) => boolean)(event, ...args);
+    } catch (error) {
+      process.nextTick(() => {
+        throw error;
+      });
+    }
+  }
+}
+
+function noValue(): void {
+  return undefined;
+}
