@@ -23,7 +23,15 @@ export function createPool(options: PoolOptions | string): Pool {
 
 export { Pool, type PoolStats } from './pool/pool';
 export { PoolConnection } from './pool/lease';
-export { CallbackConnection, CallbackPool, type StatementCallback } from './pool/callback';
+export {
+  CallbackConnection,
+  CallbackPool,
+  type CallbackConnectionEventMap,
+  type CallbackPoolEventMap,
+  type PoolConfig,
+  type StatementCallback,
+} from './pool/callback';
+
 export { Transaction, type TransactionState } from './tx/transaction';
 export type { InFlightPolicy, TransactionOptions } from './tx/run';
 export type { BeginOptions, IsolationLevel } from './tx/sql';

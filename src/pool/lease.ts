@@ -156,14 +156,14 @@ export class PoolConnection {
    */
   release(): void {
     if (this.released) return;
-    this.released = true;
+    this.markReleased();
     this.owner.releaseSession(this.session, this);
   }
 
   /** Closes the connection instead of returning it; the server rolls back what was open. */
   destroy(): void {
     if (this.released) return;
-    this.released = true;
+    this.markReleased();
     this.owner.destroySession(this.session, 'destroyed by user', this);
   }
 
@@ -215,7 +215,7 @@ export class PoolConnection {
   /** @internal Releases the lease as abandoned, for the given reason. Synchronous, never throws. */
   abandon(why: AbandonReason, stack?: string): void {
     if (this.released) return;
-    this.released = true;
+    this.markReleased();
     this.owner.releaseSession(this.session, this, why, stack);
   }
 
@@ -272,6 +272,12 @@ export class PoolConnection {
     }
     this.watchIfInTransaction(sql);
     return this.session.run(method, sql, values, this.owner.captureCaller(this.run));
+  }
+
+  /** Fences the lease; its callback face (if one was made) stops listening to the connection. */
+  private markReleased(): void {
+    this.released = true;
+    this.callbackFace?.detach();
   }
 
   /** The rejection for a call on a fenced lease, or undefined when the call may proceed. */
