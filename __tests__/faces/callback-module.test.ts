@@ -222,6 +222,29 @@ describe("execute() and query() return mysql2's command object, on the pool and 
   });
 });
 
+test.each(['query', 'execute'] as const)(
+  "a read-only error through pool.%s: the connection taken for it is destroyed instead of given back, as mysql2's pool does",
+  async (method) => {
+    const readOnly = mysql.createPool({ uri: mysqlUrl(), connectionLimit: 1, multipleStatements: method === 'query' });
+    try {
+      const run1792 = (cb: (err: Error | null) => void): unknown =>
+        method === 'query'
+          ? readOnly.query(`START TRANSACTION READ ONLY; INSERT INTO ${T} (id, owner) VALUES (300, 'read-only')`, cb)
+          : readOnly.execute(`INSERT INTO ${T} (id, owner) VALUES (300, 'read-only')`, cb);
+      if (method === 'execute') {
+        // A prepared statement cannot start the read-only transaction: the session default does it.
+        await run((cb) => readOnly.query('SET SESSION TRANSACTION READ ONLY', cb));
+      }
+      await expect(run(run1792)).rejects.toMatchObject({ errno: 1792 });
+      await waitUntil(() => readOnly.promise().stats().destroyed === 1, 2_000);
+      expect(readOnly.promise().stats()).toMatchObject({ leased: 0, total: 0, abandoned: 0 });
+      expect(await committed('read-only')).toEqual([]);
+    } finally {
+      await readOnly.promise().end();
+    }
+  },
+);
+
 test('pool.execute after end(): the callback gets ERR_POOL_CLOSED; the command still ends', async () => {
   await new Promise((resolve) => pool.end(resolve));
   let error: unknown;

@@ -12,7 +12,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { createPool, type CallbackConnection, type Pool } from '../../src';
 import { isRowLocked, mysqlUrl, uniqueTable } from '../support/db';
 import { ownerTable } from '../support/owner-table';
-import { nextEvent, waitUntil } from './helpers';
+import { nextEvent, pause, waitUntil } from './helpers';
 
 const T = uniqueTable('cbface');
 const { side, committed } = ownerTable(T, ", pad VARCHAR(600) NOT NULL DEFAULT ''");
@@ -153,6 +153,32 @@ test.each(['query', 'execute'] as const)(
     });
   },
 );
+
+test('while the session is held back (a KILL QUERY on its way), execute and query through the callback face wait, and run in order after the gate, with the promise API\'s statements', async () => {
+  await withPool(async (pool) => {
+    const lease = await pool.getConnection();
+    const conn = lease.connection;
+    let open!: () => void;
+    lease.session.holdUntil(new Promise<void>((resolve) => (open = resolve))); // what killRunningQuery does
+    const order: string[] = [];
+    const done = Promise.all([
+      new Promise((resolve) => conn.execute('SELECT 1 AS a', (err) => resolve(order.push(err ? `execute failed: ${err.message}` : 'execute')))),
+      lease.query('SELECT 2').then(() => order.push('promise query')),
+      new Promise((resolve) => conn.query('SELECT 3', (err) => resolve(order.push(err ? 'query failed' : 'query')))),
+      new Promise((resolve) => conn.execute('SELECT 4').on('end', () => resolve(order.push('streamed execute')))),
+    ]);
+    await pause(100);
+    expect(order).toEqual([]); // still nothing: a statement written would have been answered by now
+    // The server agrees: that connection is idle, nothing reached it.
+    const [rows] = await side.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND COMMAND = 'Sleep'", [conn.threadId]);
+    expect(rows).toEqual([{ n: 1 }]);
+    open();
+    await done;
+    expect(order).toEqual(['execute', 'promise query', 'query', 'streamed execute']);
+    lease.release();
+    expect(pool.stats()).toMatchObject({ leased: 0, idle: 1, abandoned: 0 });
+  });
+});
 
 describe('lease.connection: stream mode (query(sql) without a callback)', () => {
   test.each([

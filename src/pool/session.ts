@@ -205,7 +205,9 @@ export class Session {
     });
     this.observeResults(command, streaming);
     if (this.gate) {
-      void this.gate.then(() => this.raw.query(command));
+      void this.gate.then(() => {
+        this.raw.query(command); // not returned: a mysql2 Query is a thenable that throws
+      });
       return;
     }
     this.raw.query(command);
