@@ -23,7 +23,20 @@ export function createPool(options: PoolOptions | string): Pool {
 
 export { Pool, type PoolStats } from './pool/pool';
 export { PoolConnection } from './pool/lease';
-export { CallbackConnection, CallbackPool, type StatementCallback } from './pool/callback';
+/** mysql2/promise's name for the class of what `createPool` returns: rollback-pool's `Pool`. */
+export { Pool as PromisePool } from './pool/pool';
+/** mysql2/promise's name for the class of a pooled connection: rollback-pool's `PoolConnection`. */
+export { PoolConnection as PromisePoolConnection } from './pool/lease';
+export {
+  CallbackConnection,
+  CallbackPool,
+  type CallbackConnectionEventMap,
+  type CallbackPoolEventMap,
+  type PoolConfig,
+  type StatementCallback,
+} from './pool/callback';
+// The rest of mysql2/promise's surface: lone connections (no pool) and mysql2's helpers.
+export * from './mysql2/promise';
 export { Transaction, type TransactionState } from './tx/transaction';
 export type { InFlightPolicy, TransactionOptions } from './tx/run';
 export type { BeginOptions, IsolationLevel } from './tx/sql';

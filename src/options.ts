@@ -138,6 +138,17 @@ const CONNECTION_KEYS = new Set([
 
 type Bag = Record<string, unknown>;
 
+/**
+ * mysql2's `Promise` option (a promise class to use instead of the native
+ * one). Every promise rollback-pool returns is a native Promise, so only the
+ * native class is accepted; any other throws rather than being ignored.
+ */
+export function checkPromiseOption(value: unknown): void {
+  if (value !== undefined && value !== Promise) {
+    throw new InvalidOptionError('Promise', "the native Promise (rollback-pool's promises are native Promises; another Promise class is not supported)");
+  }
+}
+
 function integer(bag: Bag, key: string, fallback: number, min: number): number {
   const value = bag[key];
   if (value === undefined) return fallback;
@@ -178,6 +189,7 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
   else throw new InvalidOptionError('options', 'an options object or a mysql:// URL string');
   if (typeof bag.uri === 'string') bag = { ...parseUri(bag.uri), ...withoutUndefined(bag), uri: undefined };
 
+  checkPromiseOption(bag.Promise);
   const connection: Bag = {};
   const legacyKeys: string[] = [];
   for (const key of Object.keys(bag)) {

@@ -12,7 +12,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { createPool, type CallbackConnection, type Pool } from '../../src';
 import { isRowLocked, mysqlUrl, uniqueTable } from '../support/db';
 import { ownerTable } from '../support/owner-table';
-import { nextEvent, waitUntil } from './helpers';
+import { nextEvent, pause, waitUntil } from './helpers';
 
 const T = uniqueTable('cbface');
 const { side, committed } = ownerTable(T, ", pad VARCHAR(600) NOT NULL DEFAULT ''");
@@ -31,6 +31,7 @@ async function withPool<R>(fn: (pool: Pool) => Promise<R>, connectionLimit = 1):
 }
 
 type Outcome = { rows: QueryResult; fields: FieldPacket[] | undefined };
+type StatementCb = (err: QueryError | null, rows?: QueryResult, fields?: FieldPacket[]) => void;
 
 /** `conn.query(sql, values, cb)` as a promise. */
 function cbQuery(conn: CallbackConnection | Pool['pool'], sql: string, values?: unknown[]): Promise<Outcome> {
@@ -129,6 +130,53 @@ describe('lease.connection: callback mode', () => {
       expect(await committed('raw-next')).toEqual([{ id: 29, n: 0 }]);
       expect(pool.stats()).toMatchObject({ leased: 0, abandoned: 1, rolledBack: 1, rollbackFailures: 0 });
     });
+  });
+});
+
+test.each(['query', 'execute'] as const)(
+  "released on the `end` of a callback-mode %s (as mysql2's own pool releases) that opened a transaction: its status was read before `end`, so it is rolled back; the next user's INSERT commits alone",
+  async (method) => {
+    const owner = `on-end-${method}`;
+    await withPool(async (pool) => {
+      const conn = await cbGetConnection(pool);
+      const rolledBack = nextEvent(pool, 'rollback');
+      await new Promise<void>((resolve) => {
+        (conn[method] as (sql: string, cb: StatementCb) => Query)('START TRANSACTION', () => resolve()).once('end', () => conn.release());
+      });
+      await rolledBack;
+      const next = await cbGetConnection(pool);
+      expect(next.threadId).toBe(conn.threadId);
+      await cbQuery(next, `INSERT INTO ${T} (id, owner) VALUES (?, ?)`, [method === 'query' ? 25 : 26, owner]);
+      next.release();
+      expect(await committed(owner)).toEqual([{ id: method === 'query' ? 25 : 26, n: 0 }]);
+      expect(pool.stats()).toMatchObject({ abandoned: 1, rolledBack: 1, rollbackFailures: 0 });
+    });
+  },
+);
+
+test('while the session is held back (a KILL QUERY on its way), execute and query through the callback face wait, and run in order after the gate, with the promise API\'s statements', async () => {
+  await withPool(async (pool) => {
+    const lease = await pool.getConnection();
+    const conn = lease.connection;
+    let open!: () => void;
+    lease.session.holdUntil(new Promise<void>((resolve) => (open = resolve))); // what killRunningQuery does
+    const order: string[] = [];
+    const done = Promise.all([
+      new Promise((resolve) => conn.execute('SELECT 1 AS a', (err) => resolve(order.push(err ? `execute failed: ${err.message}` : 'execute')))),
+      lease.query('SELECT 2').then(() => order.push('promise query')),
+      new Promise((resolve) => conn.query('SELECT 3', (err) => resolve(order.push(err ? 'query failed' : 'query')))),
+      new Promise((resolve) => conn.execute('SELECT 4').on('end', () => resolve(order.push('streamed execute')))),
+    ]);
+    await pause(100);
+    expect(order).toEqual([]); // still nothing: a statement written would have been answered by now
+    // The server agrees: that connection is idle, nothing reached it.
+    const [rows] = await side.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND COMMAND = 'Sleep'", [conn.threadId]);
+    expect(rows).toEqual([{ n: 1 }]);
+    open();
+    await done;
+    expect(order).toEqual(['execute', 'promise query', 'query', 'streamed execute']);
+    lease.release();
+    expect(pool.stats()).toMatchObject({ leased: 0, idle: 1, abandoned: 0 });
   });
 });
 
@@ -377,5 +425,46 @@ describe('inside pool.withScope the callback face takes part in the scope', () =
       expect(await committed(owner)).toEqual(expected);
       expect(pool.stats()).toMatchObject({ leased: 0, rollbackFailures: 0 });
     }, 2);
+  });
+
+  test("pool.pool.query(sql, cb), query(sql).stream() and execute (callback and stream) all run on the scope's one shared connection, and follow its decision", async () => {
+    await withPool(async (pool) => {
+      const ids = await pool.withScope(
+        async () => {
+          const viaCallback = await threadIdVia(pool.pool);
+          const [streamed] = (await drain(pool.pool.query('SELECT CONNECTION_ID() AS id'))) as Array<{ id: number }>;
+          const executed = await new Promise<number>((resolve, reject) =>
+            pool.pool.execute('SELECT CONNECTION_ID() AS id', (err, rows) => (err ? reject(err) : resolve(Number((rows as RowDataPacket[])[0]?.id)))),
+          );
+          await drain(pool.pool.execute(`INSERT INTO ${T} (id, owner) VALUES (?, 'scope-shared')`, [95]));
+          await cbQuery(pool.pool, `INSERT INTO ${T} (id, owner) VALUES (96, 'scope-shared')`);
+          expect(pool.stats().leased).toBe(1);
+          return [viaCallback, Number(streamed?.id), executed];
+        },
+        { decide: () => 'rollback' },
+      );
+      expect(new Set(ids).size).toBe(1);
+      expect(await committed('scope-shared')).toEqual([]);
+      expect(pool.stats()).toMatchObject({ leased: 0, rollbackFailures: 0 });
+    }, 2);
+  });
+});
+
+describe("pool.pool.query / execute with a callback return the command that runs (mysql2's)", () => {
+  test('its `fields` and `end` events fire, `end` before the callback (as mysql2); the connection is back before the callback runs', async () => {
+    await withPool(async (pool) => {
+      for (const method of ['query', 'execute'] as const) {
+        const order: string[] = [];
+        await new Promise<void>((resolve, reject) => {
+          const command = (pool.pool[method] as (sql: string, cb: StatementCb) => Query)('SELECT 1 AS one', (err) => {
+            order.push(`callback (idle ${pool.stats().idle})`);
+            if (err) reject(err);
+            else resolve();
+          });
+          command.on('fields', () => order.push('fields')).on('end', () => order.push('end'));
+        });
+        expect(order).toEqual(['fields', 'end', 'callback (idle 1)']);
+      }
+    });
   });
 });

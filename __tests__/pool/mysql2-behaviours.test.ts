@@ -111,7 +111,7 @@ describe('mysql2:pool:connect TracingChannel', () => {
       (await pool.getConnection()).release();
       await pool.query('SELECT 1');
       await pool.execute('SELECT 2');
-      (await pool.getConnection()).release();
+      (await pool.pool.promise().getConnection()).release();
     } finally {
       trace.stop();
     }
@@ -174,6 +174,18 @@ describe('gracefulEnd', () => {
     expect(next.threadId).not.toBe(id);
     next.release();
     expect(pool.stats().total).toBe(1);
+  });
+
+  test('with it, the callback face\'s connection.end(cb) closes the connection too', async () => {
+    const pool = ours({ gracefulEnd: true });
+    const lease = await pool.getConnection();
+    const id = lease.threadId;
+    await new Promise<void>((resolve, reject) => lease.connection.end((err) => (err ? reject(err) : resolve())));
+    const deadline = Date.now() + 3_000;
+    while (await threadAlive(side, id)) if (Date.now() > deadline) throw new Error('connection still open');
+    const next = await pool.getConnection();
+    expect(next.threadId).not.toBe(id);
+    next.release();
   });
 
   describe('idle eviction (maxIdle 0): COM_QUIT only with gracefulEnd, as mysql2', () => {

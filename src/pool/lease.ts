@@ -33,6 +33,8 @@ export interface LeaseOwner {
   destroySession(session: Session, reason: string, lease?: PoolConnection): void;
   /** `lease.end()`: with `gracefulEnd`, the connection quits; else mysql2's deprecated alias of release(). */
   endLease(session: Session, lease: PoolConnection): Promise<void>;
+  /** The pool option `gracefulEnd`. */
+  readonly gracefulEnd: boolean;
   watchLease(lease: PoolConnection): void;
   reportRollbackError(session: Session, error: RollbackFailedError): void;
   beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction>;
@@ -158,14 +160,14 @@ export class PoolConnection {
    */
   release(): void {
     if (this.released) return;
-    this.released = true;
+    this.markReleased();
     this.owner.releaseSession(this.session, this);
   }
 
   /** Closes the connection instead of returning it; the server rolls back what was open. */
   destroy(): void {
     if (this.released) return;
-    this.released = true;
+    this.markReleased();
     this.owner.destroySession(this.session, 'destroyed by user', this);
   }
 
@@ -180,6 +182,11 @@ export class PoolConnection {
     if (this.released) return Promise.resolve();
     this.released = true;
     return this.owner.endLease(this.session, this);
+  }
+
+  /** @internal The pool option `gracefulEnd`: `end()` closes the connection rather than releasing it. */
+  get gracefulEnd(): boolean {
+    return this.owner.gracefulEnd;
   }
 
   /** Escapes a value for SQL, as mysql2 (no server round trip). */
@@ -230,7 +237,7 @@ export class PoolConnection {
   /** @internal Releases the lease as abandoned, for the given reason. Synchronous, never throws. */
   abandon(why: AbandonReason, stack?: string): void {
     if (this.released) return;
-    this.released = true;
+    this.markReleased();
     this.owner.releaseSession(this.session, this, why, stack);
   }
 
@@ -287,6 +294,12 @@ export class PoolConnection {
     }
     this.watchIfInTransaction(sql);
     return this.session.run(method, sql, values, this.owner.captureCaller(this.run));
+  }
+
+  /** Fences the lease; its callback face (if one was made) stops listening to the connection. */
+  private markReleased(): void {
+    this.released = true;
+    this.callbackFace?.detach();
   }
 
   /** The rejection for a call on a fenced lease, or undefined when the call may proceed. */

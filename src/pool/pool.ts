@@ -516,6 +516,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /** @internal */
+  get gracefulEnd(): boolean {
+    return this.options.gracefulEnd;
+  }
+
+  /** @internal */
   endLease(session: Session, lease: PoolConnection): Promise<void> {
     if (!this.options.gracefulEnd) {
       if (!this.warnedEndIsRelease) {

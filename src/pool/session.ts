@@ -107,6 +107,12 @@ export class Session {
    * so the pending rollback ends and rolls back this branch instead.
    */
   xaBranch: string | undefined;
+  /**
+   * @internal Told once, when the connection becomes unusable (socket error,
+   * KILL, destroy): the lease's callback face, while it has `error` / `end`
+   * listeners or a streamed statement running, so that it can emit them.
+   */
+  onLost: ((cause: unknown) => void) | undefined;
   /** Why the connection became unusable: the cause of the `ERR_CONNECTION_LOST` of later statements. */
   private lostBecause: unknown;
   private flushing: Promise<boolean> | undefined;
@@ -216,23 +222,49 @@ export class Session {
    * `pool.pool`), in callback or stream mode, tracked like `run`: counted in
    * flight until mysql2 says it ended, its OK packets' status flags observed.
    * In callback mode the command's callback is already wrapped by the caller
-   * (see `trackCallback`); in stream mode the OK packets arrive as `result` events.
+   * (see `trackCallback`); OK packets are read from their `result` events either way.
    */
   sendQuery(command: QueryCommand, streaming: boolean): void {
     this.noteStatement(command.sql);
     this.inFlight++;
     command.once('end', () => this.settleOne());
-    if (streaming) {
-      command.on('result', (row: unknown) => {
-        if (isResultSetHeader(row)) this.observe(row, undefined);
-      });
-      command.prependListener('error', (err: QueryError) => this.observeError(err));
-    }
+    this.observeResults(command, streaming);
     if (this.gate) {
-      void this.gate.then(() => this.raw.query(command));
+      void this.gate.then(() => {
+        this.raw.query(command); // not returned: a mysql2 Query is a thenable that throws
+      });
       return;
     }
     this.raw.query(command);
+  }
+
+  /**
+   * Like `sendQuery`, for a statement whose mysql2 commands `build` makes and
+   * queues itself (`raw.execute(...)` makes a Prepare and an Execute command):
+   * tracks and returns the command it returns. While the session is held back
+   * (`holdUntil`), the commands are made now and queued once the gate opens.
+   * Throws what `build` throws (mysql2 refuses bad bind values before queueing
+   * anything), with nothing counted.
+   */
+  sendBuilt(sql: string, streaming: boolean, build: () => QueryCommand): QueryCommand {
+    const command = this.gate ? buildHeldBack(this.raw, this.gate, build) : build();
+    this.noteStatement(sql);
+    this.inFlight++;
+    command.once('end', () => this.settleOne());
+    this.observeResults(command, streaming);
+    return command;
+  }
+
+  /**
+   * mysql2 emits every OK packet as a `result` event, in callback mode too,
+   * before `end` (the callback comes a tick later): read there, the status is
+   * known to whoever releases the connection on `end` (the pool face does).
+   */
+  private observeResults(command: QueryCommand, streaming: boolean): void {
+    command.on('result', (row: unknown) => {
+      if (isResultSetHeader(row)) this.observe(row, undefined);
+    });
+    if (streaming) command.prependListener('error', (err: QueryError) => this.observeError(err));
   }
 
   /**
@@ -514,6 +546,7 @@ export class Session {
     this.state = 'broken';
     this.lostBecause = error ?? new Error(reason);
     this.hooks.onBroken(this, reason, error);
+    this.onLost?.(this.lostBecause);
   }
 
   private send(method: 'query' | 'execute', sql: Statement, values: unknown, done: Callback): void {
@@ -592,6 +625,31 @@ export function runAll(raw: RawConnection, statements: readonly string[], done: 
 function lostWhileStopping(err: QueryError): QueryError {
   if (err instanceof ConnectionLostError) return err;
   return new ConnectionLostError(err, false) as unknown as QueryError;
+}
+
+/**
+ * Runs `build` with mysql2's `addCommand` diverted, so that the commands it
+ * makes are queued on the connection only once `gate` opens, in order.
+ */
+function buildHeldBack(raw: RawConnection, gate: Promise<void>, build: () => QueryCommand): QueryCommand {
+  const target = raw as unknown as { addCommand(command: unknown): unknown };
+  const own = Object.getOwnPropertyDescriptor(target, 'addCommand'); // mysql2 sets its own once closed
+  const held: unknown[] = [];
+  target.addCommand = (command: unknown) => {
+    held.push(command);
+    return command;
+  };
+  try {
+    return build();
+  } finally {
+    if (own) Object.defineProperty(target, 'addCommand', own);
+    else delete (target as { addCommand?: unknown }).addCommand;
+    if (held.length > 0) {
+      void gate.then(() => {
+        for (const command of held) target.addCommand(command);
+      });
+    }
+  }
 }
 
 /** An OK packet of a streamed result (mysql2 emits it as a `result` event, like the rows). */

@@ -323,6 +323,7 @@ export class Scope {
       },
       destroySession: () => inner.destroy(),
       endLease: () => Promise.resolve(), // like a plain release: the scope decides, then gives the connection back
+      gracefulEnd: false,
       watchLease: () => undefined, // the scope holds the inner lease: a view cannot lose the session
       reportRollbackError: (session, error) => owner.reportRollbackError(session, error),
       beginOn: (lease, options, ownsLease, stack) => owner.beginOn(lease, options, ownsLease, stack),
