@@ -21,7 +21,8 @@ export type RollbackPoolErrorCode =
   | 'ERR_TX_TIMEOUT'
   | 'ERR_COMMIT_OUTCOME_UNKNOWN'
   | 'ERR_SCOPE_COMMIT_FAILED'
-  | 'ERR_SCOPE_CLOSED';
+  | 'ERR_SCOPE_CLOSED'
+  | 'ERR_REPLICA_WRITE';
 
 /** Base class of every error rollback-pool raises. */
 export class RollbackPoolError extends Error {
@@ -231,5 +232,26 @@ export class ScopeClosedError extends RollbackPoolError {
         ? `Cannot call ${method}(): the request scope this code runs in was aborted (the client went away) and its work rolled back.`
         : `${method}() was still waiting for a connection when the request scope ended; the connection was given back.`,
     );
+  }
+}
+
+/**
+ * A statement that is not provably read-only was sent through a connection
+ * that must never write (a replica's, or a pool with `refuseWrites`): it was
+ * refused before anything reached the server. On a replica a write would
+ * succeed for a privileged user despite `read_only` and break replication.
+ * Send writes through the primary (`replicaPool.primary()`, or the replica
+ * pool's own `query`/`getConnection`, which route them there).
+ */
+export class ReplicaWriteError extends RollbackPoolError {
+  /** Why the statement is not provably read-only (e.g. `not a SELECT`, `FOR UPDATE`, `calls GET_LOCK()`). */
+  readonly reason: string;
+  constructor(reason: string) {
+    super(
+      'ERR_REPLICA_WRITE',
+      `Refused on a read-only (replica) connection, nothing was sent: the statement is not provably read-only (${reason}). ` +
+        'Run it on the primary.',
+    );
+    this.reason = reason;
   }
 }

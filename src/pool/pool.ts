@@ -27,6 +27,8 @@ import {
 import { recoverPrepared, type XaRecoveryReport } from '../scope/xa';
 import type { AbandonReason, PoolEventMap } from './events';
 import { CallbackPool } from './callback';
+import { GtidPosition } from './gtid';
+import { refuseUnlessReadOnly } from '../replica/statement';
 import { channels, publish, type DiagnosticsMessages } from './diagnostics';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
@@ -107,6 +109,8 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private scoped = false;
   /** Aborters of connects in progress. */
   private readonly connecting = new Set<() => void>();
+  /** The commits seen on this pool's connections (option `trackGtid`), per replication domain the latest. */
+  private readonly gtids = new GtidPosition();
 
   /** @internal Use `createPool()`. */
   constructor(options: PoolOptions | string) {
@@ -140,6 +144,18 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** True once `end()` was called. */
   get closed(): boolean {
     return this.resources.isClosed;
+  }
+
+  /**
+   * With the option `trackGtid`: the GTID of the last commit this pool's
+   * connections made (`commit()`, `pool.transaction()`, autocommit writes
+   * through `query`/`execute` or a lease), e.g. `'0-1-42'`; with several
+   * replication domains, the latest of each (`'0-1-42,1-1-7'`). Undefined
+   * before the first commit, and always without `trackGtid`. Carry it to
+   * another process and wait for it on a replica (`replicaPool.replica({ after })`).
+   */
+  get lastGtid(): string | undefined {
+    return this.gtids.value;
   }
 
   /**
@@ -555,6 +571,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /** @internal */
+  onGtid(_session: Session, gtid: string): void {
+    this.gtids.note(gtid);
+  }
+
+  /** @internal */
   onBroken(session: Session, reason: string, error?: unknown): void {
     this.counters.destroyed++;
     this.report('destroy', { threadId: session.threadId, reason, error });
@@ -683,8 +704,17 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           return;
         }
         const session = new Session(raw, this, this.options.rollbackTimeoutMs);
+        // Session settings of trackGtid / refuseWrites: queued now, so mysql2 sends each one the moment
+        // the previous reply is in, with no wait on our side (nothing at all when both options are off).
+        let setupError: unknown;
+        if (this.options.trackGtid || this.options.refuseWrites) {
+          for (const sql of connectSettings(this.options)) raw.query(sql, (err: unknown) => (setupError ??= err ?? undefined));
+          session.tracksGtid = this.options.trackGtid;
+          if (this.options.refuseWrites) session.guard = refuseUnlessReadOnly;
+        }
         // Read once per connection: it decides whether a lock wait timeout ends the transaction.
         raw.query('SELECT @@innodb_rollback_on_timeout AS r', (err: unknown, rows: unknown) => {
+          err ??= setupError;
           if (err || this.closed) {
             raw.destroy();
             reject(err ?? new PoolClosedError());
@@ -732,6 +762,21 @@ function emitSafely<K extends keyof PoolEventMap>(pool: EventEmitter<PoolEventMa
       throw error;
     });
   }
+}
+
+/**
+ * The session settings of `trackGtid` (MariaDB reports `last_gtid` in every
+ * OK packet of a commit; the variables tracked by default, which mysql2
+ * reads, are kept) and `refuseWrites` (the server's own refusal of writes,
+ * for privileged users too, behind the statement check).
+ */
+function connectSettings(options: ResolvedOptions): string[] {
+  const settings: string[] = [];
+  if (options.trackGtid) {
+    settings.push("SET SESSION session_track_system_variables = CONCAT_WS(',', NULLIF(@@session.session_track_system_variables, ''), 'last_gtid')");
+  }
+  if (options.refuseWrites) settings.push('SET SESSION TRANSACTION READ ONLY');
+  return settings;
 }
 
 function captureStack(label: string): string | undefined {
