@@ -41,3 +41,4 @@ export type {
 } from './pool/events';
 export { CHANNEL_NAMES, type DiagnosticsMessages, type ReleaseOutcome } from './pool/diagnostics';
 export * from './errors';
+export * from './replica/index';
