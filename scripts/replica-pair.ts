@@ -1,5 +1,5 @@
 /**
- * A private MariaDB primary and replica on free loopback ports, with GTID
+ * A private MariaDB primary and replica (or several) on free loopback ports, with GTID
  * replication (`MASTER_USE_GTID=slave_pos`), for the read-replica tests and
  * `npm run bench -- --replica`. Both are throwaway servers from
  * `scripts/server.ts` (own data directory, socket and port, stopped by PID);
@@ -17,10 +17,13 @@ import { startThrowawayMariadb, type ThrowawayServer } from './server';
 
 export interface ReplicaPair {
   readonly primary: ThrowawayServer;
+  /** The first replica (server id 2). */
   readonly replica: ThrowawayServer;
-  /** Resolves once the replica has applied everything the primary has binlogged so far. */
+  /** Every replica, server ids 2, 3, ... */
+  readonly replicas: readonly ThrowawayServer[];
+  /** Resolves once every replica has applied everything the primary has binlogged so far. */
   caughtUp(timeoutMs?: number): Promise<void>;
-  /** Stops both servers (replica first) and deletes their data directories. */
+  /** Stops every server (replicas first) and deletes their data directories. */
   stop(): Promise<void>;
 }
 
@@ -29,30 +32,40 @@ const RUNNING_TIMEOUT_MS = 20_000;
 /** The installed `mariadbd` (undefined: this machine cannot run a pair). */
 export { findMariadbd } from './server';
 
-/** Starts a primary, a replica of it, and waits until replication runs and the replica caught up. */
-export async function startReplicaPair(): Promise<ReplicaPair> {
+/**
+ * Starts a primary and `replicas` replicas of it (default 1), and waits until
+ * replication runs and every replica caught up.
+ */
+export async function startReplicaPair(options: { replicas?: number } = {}): Promise<ReplicaPair> {
+  const count = options.replicas ?? 1;
   const primary = await startThrowawayMariadb({ args: ['--log-bin=primary-bin', '--server-id=1', '--binlog-format=ROW'] });
-  let replica: ThrowawayServer | undefined;
+  const replicas: ThrowawayServer[] = [];
   try {
-    replica = await startThrowawayMariadb({ args: ['--server-id=2', '--read-only', '--relay-log=replica-relay'], createTestDatabase: false });
-    await startReplication(replica, primary.port);
-    const pair = makePair(primary, replica);
+    for (let i = 0; i < count; i++) {
+      const replica = await startThrowawayMariadb({ args: [`--server-id=${2 + i}`, '--read-only', '--relay-log=replica-relay'], createTestDatabase: false });
+      replicas.push(replica);
+      await startReplication(replica, primary.port);
+    }
+    const pair = makePair(primary, replicas);
     await pair.caughtUp();
     return pair;
   } catch (error) {
-    await replica?.stop().catch(() => undefined);
+    for (const replica of replicas) await replica.stop().catch(() => undefined);
     await primary.stop().catch(() => undefined);
     throw error;
   }
 }
 
-function makePair(primary: ThrowawayServer, replica: ThrowawayServer): ReplicaPair {
+function makePair(primary: ThrowawayServer, replicas: ThrowawayServer[]): ReplicaPair {
   let stopped: Promise<void> | undefined;
   return {
     primary,
-    replica,
-    caughtUp: (timeoutMs = RUNNING_TIMEOUT_MS) => waitCaughtUp(primary, replica, timeoutMs),
-    stop: () => (stopped ??= replica.stop().finally(() => primary.stop())),
+    replica: replicas[0]!,
+    replicas,
+    caughtUp: async (timeoutMs = RUNNING_TIMEOUT_MS) => {
+      for (const replica of replicas) await waitCaughtUp(primary, replica, timeoutMs);
+    },
+    stop: () => (stopped ??= Promise.all(replicas.map((replica) => replica.stop())).then(() => primary.stop())),
   };
 }
 
