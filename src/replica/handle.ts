@@ -7,8 +7,10 @@
  * same check covers every statement sent on them, including their callback
  * face.
  */
+import type { InspectOptions } from 'node:util';
 import type { ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
 import { ReplicaWriteError } from '../errors';
+import { inspectAs, inspectSymbol } from '../inspect';
 import type { GtidPosition } from '../pool/gtid';
 import type { PoolConnection } from '../pool/lease';
 import type { TransactionOptions } from '../tx/run';
@@ -65,6 +67,16 @@ export class ReplicaHandle {
   /** Runs `fn` in a read-only transaction on a replica (options as `pool.transaction()`; `readOnly` is forced). */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
     return this.owner.readOnlyTransaction(this.target(), fn, options);
+  }
+
+  /** What `JSON.stringify(handle)` shows: the GTID it waits for, nothing of the connection options. */
+  toJSON(): { after: string | undefined } {
+    return { after: this.after?.value };
+  }
+
+  /** What `console.log(handle)` shows: the same summary as `toJSON()`. */
+  [inspectSymbol](_depth: number, options: InspectOptions): string {
+    return inspectAs('ReplicaHandle', this.toJSON(), options);
   }
 
   private target(): GtidPosition | undefined {
