@@ -10,7 +10,8 @@
  *   none to apply events or to answer `MASTER_GTID_WAIT`). Its `test` database
  *   comes from the primary through replication, so the two never diverge.
  *
- * `npx tsx scripts/replica-pair.ts` starts a pair, prints both URLs, stops them.
+ * `npx tsx scripts/replica-pair.ts` starts a pair, prints both URLs, stops them;
+ * `--hold` keeps them running until Ctrl-C.
  */
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { startThrowawayMariadb, type ThrowawayServer } from './server';
@@ -120,12 +121,26 @@ function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+// CLI: `npx tsx scripts/replica-pair.ts` starts a pair, prints both URLs and stops it again;
+// with `--hold` it keeps the pair running (to try the README's snippet) until Ctrl-C.
 if (require.main === module) {
+  const hold = process.argv.includes('--hold');
   const startedAt = performance.now();
   startReplicaPair()
     .then(async (pair) => {
-      console.log(`primary ${pair.primary.url}\nreplica ${pair.replica.url}\nreplicating after ${Math.round(performance.now() - startedAt)} ms; stopping both`);
-      await pair.stop();
+      console.log(`primary ${pair.primary.url}\nreplica ${pair.replica.url}\nreplicating after ${Math.round(performance.now() - startedAt)} ms`);
+      if (!hold) {
+        await pair.stop();
+        return;
+      }
+      console.log(`PRIMARY_URL=${pair.primary.url} REPLICA_URL=${pair.replica.url}; Ctrl-C stops both`);
+      const keepAlive = setInterval(() => undefined, 1 << 30);
+      const stop = (): void => {
+        clearInterval(keepAlive);
+        void pair.stop().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
     })
     .catch((error: unknown) => {
       console.error(error instanceof Error ? error.message : String(error));
