@@ -13,6 +13,7 @@ export type ReplicaPoolServer = 'primary' | 'primary (read-only)' | `replica ${n
 
 /** Payload of `health`: a replica changed state (`healthy` is in rotation, every other state is not). */
 export interface ReplicaHealthEvent extends ReplicaHealth {
+  /** The state it left. */
   previous: ReplicaState;
 }
 

@@ -28,5 +28,5 @@ export { ReplicaPool, type ReplicaPoolStats } from './replica-pool';
 export { ReplicaHandle, type ReplicaHandleOptions } from './handle';
 export type { ReplicaHealth, ReplicaState } from './member';
 export type { ReplicaHealthEvent, ReplicaPoolEventMap, ReplicaPoolServer, FromServer } from './events';
-export type { ReadYourWrites, ReplicaPoolOptions } from './options';
+export type { ReadYourWrites, ReplicaPoolOptions, ResolvedReplicaOptions } from './options';
 export { readOnlyReason } from './statement';

@@ -33,6 +33,7 @@ export interface ReplicaHealth {
   index: number;
   /** Where it is (never the password). */
   server: ReturnType<typeof describeConnection>;
+  /** Only `healthy` takes reads. */
   state: ReplicaState;
   /** The lag the last good probe measured, in ms (an upper bound: it includes two round trips). */
   lagMs: number | undefined;

@@ -34,8 +34,11 @@ export interface ReplicaPoolOptions {
   healthCheckMs?: number;
 }
 
+/** `createReplicaPool`'s options after validation, defaults filled in (`replicaPool.options`). */
 export interface ResolvedReplicaOptions {
+  /** The primary's pool options, with `trackGtid: true`. */
   readonly primary: PoolOptions;
+  /** Each replica's pool options, with `refuseWrites: true`. */
   readonly replicas: readonly PoolOptions[];
   readonly readYourWrites: ReadYourWrites;
   readonly maxLagMs: number;

@@ -38,7 +38,9 @@ import { readOnlyReason } from './statement';
 
 /** A snapshot of a replica pool, from `stats()`. */
 export interface ReplicaPoolStats {
+  /** The primary's pool. */
   primary: PoolStats;
+  /** Each replica's pool, with its health state and last measured lag. */
   replicas: Array<PoolStats & { state: ReplicaState; lagMs: number | undefined }>;
   /** The primary's read-only twin (read-only leases and transactions no replica could take), once it exists. */
   readOnlyPrimary: PoolStats | undefined;
