@@ -18,6 +18,11 @@ export type OurPool = ReturnType<OurModule['createPool']>;
 let ours: OurModule = source;
 let ourCode = 'src/ (TypeScript through tsx)';
 
+/** The rollback-pool module under benchmark (the source, or the build after `useBuild()`). */
+export function ourLibrary(): OurModule {
+  return ours;
+}
+
 /** Which rollback-pool code the contenders run, for the report. */
 export function ourCodeLabel(): string {
   return ourCode;

@@ -8,7 +8,8 @@
  * Flags: --quick (fewer and shorter rounds), --json (print the results as
  * JSON instead of markdown), --write (also write BENCHMARKS.md from this run),
  * --dist[=DIR] (benchmark the compiled package, default dist/ after `npm run
- * build`, instead of the TypeScript source run through tsx).
+ * build`, instead of the TypeScript source run through tsx), --replica (only
+ * the read-replica benchmark of bench/replica.ts, on private servers).
  * Progress goes to stderr.
  */
 import { execFileSync } from 'node:child_process';
@@ -33,6 +34,7 @@ import {
   type Settings,
   type TableId,
 } from './report';
+import { replicaBench } from './replica';
 import { median, percentile } from './stats';
 import {
   abandonEntrants,
@@ -77,18 +79,22 @@ interface Flags {
   write: boolean;
   /** Benchmark the compiled package in this directory instead of src/. */
   dist: string | undefined;
+  /** Only the read-replica benchmark. */
+  replica: boolean;
 }
 
 function parseFlags(argv: string[]): Flags {
-  const flags: Flags = { quick: false, json: false, write: false, dist: undefined };
+  const flags: Flags = { quick: false, json: false, write: false, dist: undefined, replica: false };
   for (const arg of argv) {
     if (arg === '--quick') flags.quick = true;
     else if (arg === '--json') flags.json = true;
     else if (arg === '--write') flags.write = true;
     else if (arg === '--dist') flags.dist = join(__dirname, '..', 'dist');
     else if (arg.startsWith('--dist=')) flags.dist = arg.slice('--dist='.length);
-    else throw new UsageError(`unknown argument ${arg} (accepted: --quick, --json, --write, --dist[=DIR])`);
+    else if (arg === '--replica') flags.replica = true;
+    else throw new UsageError(`unknown argument ${arg} (accepted: --quick, --json, --write, --dist[=DIR], --replica)`);
   }
+  if (flags.replica && (flags.json || flags.write)) throw new UsageError('--replica prints markdown only (no --json, --write)');
   return flags;
 }
 
@@ -123,6 +129,10 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const flags = parseFlags(args);
   if (flags.dist !== undefined) useBuild(flags.dist);
+  if (flags.replica) {
+    process.stdout.write(`\n${await replicaBench(flags.quick)}`);
+    return;
+  }
   const settings = settingsFor(flags.quick, args);
   const server = await ensureServer();
   const cleanups: Array<() => Promise<void>> = [() => server.stop()];

@@ -65,7 +65,15 @@ export async function ensureServer(): Promise<DatabaseServer> {
   throw new Error(noServerHelp(`No server answers at ${redactUrl(url)} (${error.message}) and no mariadbd binary was found.`));
 }
 
-export async function startThrowawayMariadb(): Promise<ThrowawayServer> {
+/** Options of a throwaway server. */
+export interface ThrowawayOptions {
+  /** More `mariadbd` flags (e.g. `--log-bin`, `--server-id=2` for a replication pair). */
+  args?: string[];
+  /** Run `CREATE DATABASE IF NOT EXISTS test` once it answers. Default true (a replica gets it from its primary). */
+  createTestDatabase?: boolean;
+}
+
+export async function startThrowawayMariadb(options: ThrowawayOptions = {}): Promise<ThrowawayServer> {
   const mariadbd = findMariadbd();
   if (mariadbd === undefined) throw new Error(noServerHelp('No mariadbd binary was found.'));
   const installDb = findExecutable(['mariadb-install-db', 'mysql_install_db'], [dirname(mariadbd), '/usr/bin', '/usr/sbin']);
@@ -78,7 +86,7 @@ export async function startThrowawayMariadb(): Promise<ThrowawayServer> {
     // --skip-name-resolve makes the grants root@127.0.0.1/::1, matching the server flag below.
     await runToCompletion(installDb, ['--no-defaults', `--datadir=${dataDir}`, '--auth-root-authentication-method=normal',
       '--skip-test-db', '--skip-name-resolve', ...userArgs()], join(baseDir, 'install.log'));
-    const server = new Throwaway(mariadbd, baseDir, dataDir, await freePort());
+    const server = new Throwaway(mariadbd, baseDir, dataDir, await freePort(), options.args ?? [], options.createTestDatabase ?? true);
     await server.start();
     return server;
   } catch (error) {
@@ -94,7 +102,14 @@ class Throwaway implements ThrowawayServer {
   private exited: Promise<void> = Promise.resolve();
   private stopped = false;
 
-  constructor(private readonly binary: string, private readonly baseDir: string, readonly dataDir: string, readonly port: number) {
+  constructor(
+    private readonly binary: string,
+    private readonly baseDir: string,
+    readonly dataDir: string,
+    readonly port: number,
+    private readonly extraArgs: string[] = [],
+    private readonly createTestDatabase = true,
+  ) {
     this.url = `mysql://root@127.0.0.1:${port}/test`;
   }
 
@@ -106,7 +121,7 @@ class Throwaway implements ThrowawayServer {
     // Mirrors /etc/mysql/my.cnf of the shared server (utf8mb4, no name resolution) so tests behave alike.
     const child = spawn(this.binary, ['--no-defaults', `--datadir=${this.dataDir}`, `--port=${this.port}`,
       '--bind-address=127.0.0.1', `--socket=${join(this.baseDir, 'mysqld.sock')}`, `--pid-file=${join(this.baseDir, 'mysqld.pid')}`,
-      '--skip-name-resolve', '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci', ...userArgs()],
+      '--skip-name-resolve', '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci', ...userArgs(), ...this.extraArgs],
     { stdio: ['ignore', fd, fd] });
     closeSync(fd); // the child holds its own copy
     // unref: a caller that forgets stop() must not hang; the exit hook still kills the child.
@@ -132,7 +147,8 @@ class Throwaway implements ThrowawayServer {
         // Connect without a database: on first start `test` does not exist yet.
         const conn = await createConnection({ uri: `mysql://root@127.0.0.1:${this.port}/`, connectTimeout: PROBE_TIMEOUT_MS });
         try {
-          await conn.query('CREATE DATABASE IF NOT EXISTS test');
+          if (this.createTestDatabase) await conn.query('CREATE DATABASE IF NOT EXISTS test');
+          else await conn.query('SELECT 1');
         } finally {
           await conn.end();
         }
@@ -215,7 +231,8 @@ function noServerHelp(reason: string): string {
     '  - install MariaDB (`apt-get install -y mariadb-server`); a throwaway server is then started automatically.';
 }
 
-function findMariadbd(): string | undefined {
+/** The path of an installed `mariadbd`, or undefined. */
+export function findMariadbd(): string | undefined {
   return findExecutable(['mariadbd'], ['/usr/sbin', '/usr/bin']);
 }
 

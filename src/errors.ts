@@ -26,7 +26,8 @@ export type RollbackPoolErrorCode =
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
   | 'POOL_NOEXIST'
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
-  | 'POOL_NONEONLINE';
+  | 'POOL_NONEONLINE'
+  | 'ERR_REPLICA_WRITE';
 
 /** Base class of every error rollback-pool raises. */
 export class RollbackPoolError extends Error {
@@ -276,5 +277,26 @@ export class ClusterNodeExistsError extends RollbackPoolError {
   constructor(nodeId: string) {
     super('ERR_CLUSTER_NODE_EXISTS', `The pool cluster already has a node with id ${JSON.stringify(nodeId)}; remove it first to replace it.`);
     this.nodeId = nodeId;
+  }
+}
+
+/**
+ * A statement that is not provably read-only was sent through a connection
+ * that must never write (a replica's, or a pool with `refuseWrites`): it was
+ * refused before anything reached the server. On a replica a write would
+ * succeed for a privileged user despite `read_only` and break replication.
+ * Send writes through the primary (`replicaPool.primary()`, or the replica
+ * pool's own `query`/`getConnection`, which route them there).
+ */
+export class ReplicaWriteError extends RollbackPoolError {
+  /** Why the statement is not provably read-only (e.g. `not a SELECT`, `FOR UPDATE`, `calls GET_LOCK()`). */
+  readonly reason: string;
+  constructor(reason: string) {
+    super(
+      'ERR_REPLICA_WRITE',
+      `Refused on a read-only (replica) connection, nothing was sent: the statement is not provably read-only (${reason}). ` +
+        'Run it on the primary.',
+    );
+    this.reason = reason;
   }
 }

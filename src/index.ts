@@ -57,3 +57,4 @@ export type {
 export { createPoolCluster, PoolCluster, PoolNamespace, type NodePattern, type NodeState, type PoolClusterEventMap, type PoolClusterNodeSummary, type PoolClusterOptions, type PoolClusterSelector, type ResolvedClusterOptions, type SelectorName } from './cluster/index';
 export { CHANNEL_NAMES, type DiagnosticsMessages, type ReleaseOutcome } from './pool/diagnostics';
 export * from './errors';
+export * from './replica/index';

@@ -62,6 +62,23 @@ export interface RollbackPoolOwnOptions {
    * SELECT, INSERT and DELETE. Default `'rollback_pool_xa_log'`.
    */
   xaLogTable?: string;
+  /**
+   * Capture the GTID of every commit from the OK packet (MariaDB's
+   * `session_track_system_variables` with `last_gtid`, enabled on each new
+   * connection by one `SET` queued with its connect-time query: nothing per
+   * statement): `tx.gtid` after `commit()`, `pool.lastGtid`. Set by
+   * `createReplicaPool` on its primary. Default false (nothing is asked or read).
+   */
+  trackGtid?: boolean;
+  /**
+   * This pool's connections never run a statement that is not provably
+   * read-only (a plain SELECT; see the README's "Read replicas"): it is
+   * refused with `ERR_REPLICA_WRITE` before it reaches the server, and each
+   * connection also runs `SET SESSION TRANSACTION READ ONLY`. For pools on
+   * replicas, where a privileged user's write would succeed and break
+   * replication. Set by `createReplicaPool` on its replica pools. Default false.
+   */
+  refuseWrites?: boolean;
 }
 
 /** Everything `createPool` accepts: mysql2's PoolOptions plus ours. */
@@ -92,6 +109,8 @@ export interface ResolvedOptions {
   readonly captureStacks: boolean;
   /** Escaped for SQL (`\`db\`.\`table\``). */
   readonly xaLogTable: string;
+  readonly trackGtid: boolean;
+  readonly refuseWrites: boolean;
 }
 
 /** The parts of mysql2's parsed ConnectionConfig we read (its typings declare only an interface). */
@@ -110,7 +129,8 @@ const { ConnectionConfig } = mysql2 as unknown as {
 /** mysql2 treats connectionLimit 0 as "no limit"; generic-pool needs a number. */
 const UNLIMITED = 2 ** 31 - 1;
 
-const OWN_KEYS = new Set(['initSql', 'cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'endTimeoutMs', 'leakDetectionMs', 'captureStacks', 'xaLogTable']);
+const OWN_KEYS = new Set(['initSql', 'cleanup', 'rollbackTimeoutMs', 'acquireTimeoutMs', 'endTimeoutMs', 'leakDetectionMs', 'captureStacks', 'xaLogTable',
+  'trackGtid', 'refuseWrites']);
 /**
  * Options of mysql (mysqljs) that mysql2 does not implement but accepts with a
  * console warning, so code written for mysql (and TypeORM, which passes
@@ -222,6 +242,9 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
   }
 
   const acquireTimeoutMs = integer(bag, 'acquireTimeoutMs', legacyAcquireTimeout(bag) ?? 10_000, 1);
+  const trackGtid = boolean(bag, 'trackGtid', false);
+  const refuseWrites = boolean(bag, 'refuseWrites', false);
+  // COM_RESET_CONNECTION puts every session variable back to its default: GTID tracking and READ ONLY would be lost.
   return {
     connection: connection as ConnectionOptions,
     connectionConfig,
@@ -241,6 +264,8 @@ export function resolveOptions(input: PoolOptions | string): ResolvedOptions {
     leakDetectionMs: integer(bag, 'leakDetectionMs', 0, 0),
     captureStacks: boolean(bag, 'captureStacks', false),
     xaLogTable: tableName(bag, 'xaLogTable', 'rollback_pool_xa_log'),
+    trackGtid,
+    refuseWrites,
   };
 }
 

@@ -328,6 +328,27 @@ describe('initSql', () => {
     }
   });
 
+  test("a reset re-applies trackGtid's and refuseWrites' session settings", async () => {
+    const pool = createPool({ uri: urlFor(), connectionLimit: 1, resetOnRelease: 'whenDirty', trackGtid: true });
+    const guarded = createPool({ uri: urlFor(), connectionLimit: 1, resetOnRelease: true, refuseWrites: true });
+    try {
+      const lease = await pool.getConnection();
+      await lease.query('SET @dirty = 1');
+      lease.release();
+      const [rows] = await pool.query<RowDataPacket[]>('SELECT @@session.session_track_system_variables AS v, @dirty AS d');
+      expect(rows[0]?.d).toBeNull(); // it was reset
+      expect(String(rows[0]?.v)).toContain('last_gtid');
+      expect(pool.stats().resets).toBe(1);
+      for (let i = 0; i < 2; i++) {
+        const [ro] = await guarded.query<RowDataPacket[]>('SELECT @@session.tx_read_only AS v');
+        expect(Number(ro[0]?.v)).toBe(1);
+      }
+      expect(guarded.stats().resets).toBeGreaterThanOrEqual(1);
+    } finally {
+      await Promise.all([pool.end(), guarded.end()]);
+    }
+  });
+
   test('a bad initSql is ERR_INVALID_OPTION; a failing one fails the connect with the server error', async () => {
     expect(() => createPool({ uri: urlFor(), initSql: [42] as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
     expect(() => createPool({ uri: urlFor(), resetOnRelease: 'sometimes' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));

@@ -27,6 +27,8 @@ import {
 import { recoverPrepared, type XaRecoveryReport } from '../scope/xa';
 import type { AbandonReason, PoolEventMap } from './events';
 import { CallbackPool } from './callback';
+import { GtidPosition } from './gtid';
+import { refuseUnlessReadOnly } from '../replica/statement';
 import { channels, publish, type DiagnosticsMessages } from './diagnostics';
 import { PoolConnection, type LeaseOwner } from './lease';
 import { ResourcePool } from './resource-pool';
@@ -105,19 +107,25 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** Sessions taken out of the resource pool and not given back yet (leased or being flushed). */
   private readonly out = new Set<Session>();
   private readonly counters = { abandoned: 0, rolledBack: 0, rollbackFailures: 0, destroyed: 0, resets: 0 };
-  /** Run on every new connection: tracking turned on for 'whenDirty', then initSql (after a reset: `afterReset`). */
+  /** Run on every new connection: tracking turned on for 'whenDirty', trackGtid / refuseWrites settings, then initSql (after a reset: `afterReset`). */
   private readonly baseline: readonly string[];
   private ending: Promise<void> | undefined;
   /** Set by the first `withScope`: until then the hot path does not even look for a scope. */
   private scoped = false;
   /** Aborters of connects in progress. */
   private readonly connecting = new Set<() => void>();
+  /** The commits seen on this pool's connections (option `trackGtid`), per replication domain the latest. */
+  private readonly gtids = new GtidPosition();
 
   /** @internal Use `createPool()`. */
   constructor(options: PoolOptions | string) {
     super();
     this.options = resolveOptions(options);
-    this.baseline = this.options.resetOnRelease === 'whenDirty' ? [TRACK_STATE_CHANGES, ...this.options.initSql] : this.options.initSql;
+    this.baseline = [
+      ...(this.options.resetOnRelease === 'whenDirty' ? [TRACK_STATE_CHANGES] : []),
+      ...connectSettings(this.options),
+      ...this.options.initSql,
+    ];
     if (this.options.legacyKeys.length > 0) {
       process.emitWarning(`rollback-pool: options mysql2 accepts but does not implement: ${this.options.legacyKeys.join('; ')}.`, {
         code: 'ROLLBACK_POOL_LEGACY_OPTION',
@@ -146,6 +154,18 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   /** True once `end()` was called. */
   get closed(): boolean {
     return this.resources.isClosed;
+  }
+
+  /**
+   * With the option `trackGtid`: the GTID of the last commit this pool's
+   * connections made (`commit()`, `pool.transaction()`, autocommit writes
+   * through `query`/`execute` or a lease), e.g. `'0-1-42'`; with several
+   * replication domains, the latest of each (`'0-1-42,1-1-7'`). Undefined
+   * before the first commit, and always without `trackGtid`. Carry it to
+   * another process and wait for it on a replica (`replicaPool.replica({ after })`).
+   */
+  get lastGtid(): string | undefined {
+    return this.gtids.value;
   }
 
   /**
@@ -570,6 +590,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /** @internal */
+  onGtid(_session: Session, gtid: string): void {
+    this.gtids.note(gtid);
+  }
+
+  /** @internal */
   onBroken(session: Session, reason: string, error?: unknown): void {
     this.counters.destroyed++;
     this.report('destroy', { threadId: session.threadId, reason, error });
@@ -600,7 +625,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     if (session.connectSqlMode !== undefined) settings.push(`sql_mode = ${mysql2.escape(session.connectSqlMode)}`);
     if (session.tracksState) settings.push('session_track_state_change = ON');
     if (settings.length > 0) statements.push(`SET SESSION ${settings.join(', ')}`);
-    statements.push(...this.options.initSql);
+    statements.push(...connectSettings(this.options), ...this.options.initSql);
     return statements;
   }
 
@@ -739,11 +764,13 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         }
         const session = new Session(raw, this, this.options.rollbackTimeoutMs);
         session.tracksState = this.options.resetOnRelease === 'whenDirty';
+        session.tracksGtid = this.options.trackGtid;
+        if (this.options.refuseWrites) session.guard = refuseUnlessReadOnly;
         const failed = (err: unknown): void => {
           raw.destroy();
           reject(err ?? new PoolClosedError());
         };
-        // The baseline (tracking on, initSql) first: it is never counted as dirt.
+        // The baseline (tracking on, trackGtid / refuseWrites settings, initSql) first: it is never counted as dirt.
         runAll(raw, this.baseline, (baselineError) => {
           if (baselineError) return failed(baselineError);
           // Read once per connection: it decides whether a lock wait timeout ends the transaction.
@@ -812,6 +839,21 @@ function emitSafely<K extends keyof PoolEventMap>(pool: EventEmitter<PoolEventMa
       throw error;
     });
   }
+}
+
+/**
+ * The session settings of `trackGtid` (MariaDB reports `last_gtid` in every
+ * OK packet of a commit; the variables tracked by default, which mysql2
+ * reads, are kept) and `refuseWrites` (the server's own refusal of writes,
+ * for privileged users too, behind the statement check).
+ */
+function connectSettings(options: ResolvedOptions): string[] {
+  const settings: string[] = [];
+  if (options.trackGtid) {
+    settings.push("SET SESSION session_track_system_variables = CONCAT_WS(',', NULLIF(@@session.session_track_system_variables, ''), 'last_gtid')");
+  }
+  if (options.refuseWrites) settings.push('SET SESSION TRANSACTION READ ONLY');
+  return settings;
 }
 
 function captureStack(label: string): string | undefined {

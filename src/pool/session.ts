@@ -20,6 +20,7 @@ import type { Connection as RawConnection, FieldPacket, Query as QueryCommand, Q
 import { ConnectionLostError, RollbackFailedError } from '../errors';
 import type { ReleaseOutcome } from './diagnostics';
 import { SERVER_SESSION_STATE_CHANGED, unflaggedState, type DirtyReason } from './session-state';
+import { gtidOfResult } from './gtid';
 
 export type SessionState = 'idle' | 'leased' | 'pendingRollback' | 'broken' | 'destroyed';
 
@@ -36,6 +37,8 @@ export interface SessionHooks {
   onRollback(session: Session, durationMs: number): void;
   onRollbackError(session: Session, error: RollbackFailedError): void;
   onBroken(session: Session, reason: string, error?: unknown): void;
+  /** An OK packet carried the GTID of a commit (only when `tracksGtid`). */
+  onGtid?(session: Session, gtid: string): void;
 }
 
 // Server status flags of the OK packet (mysql2 lib/constants/server_status.js).
@@ -125,6 +128,13 @@ export class Session {
   private stopping: Promise<void> | undefined;
   /** Resolvers of `drained()`, called when the last statement in flight settles. */
   private drainWaiters: Array<() => void> | undefined;
+  /** The connection asked for `last_gtid` in its OK packets (pool option `trackGtid`): report each one. */
+  tracksGtid = false;
+  /**
+   * Checked before any statement is sent (pool option `refuseWrites`): an
+   * error refuses the statement, and nothing reaches the server.
+   */
+  guard: ((sql: string) => Error | undefined) | undefined;
 
   constructor(
     readonly raw: RawConnection,
@@ -176,6 +186,13 @@ export class Session {
     caller?: StackHolder,
     settled?: (session: Session, error?: QueryError) => void,
   ): Promise<QueryOutcome> {
+    if (this.guard !== undefined) {
+      const refused = this.guard(typeof sql === 'string' ? sql : sql.sql);
+      if (refused !== undefined) {
+        settled?.(this);
+        return Promise.reject(refused);
+      }
+    }
     if (this.gate) {
       // Held back (a KILL QUERY is on its way): counted as in flight, sent in order once the gate opens.
       this.inFlight++;
@@ -225,6 +242,11 @@ export class Session {
    * (see `trackCallback`); OK packets are read from their `result` events either way.
    */
   sendQuery(command: QueryCommand, streaming: boolean): void {
+    const refused = this.guard?.(command.sql);
+    if (refused !== undefined) {
+      failUnsent(command, refused);
+      return;
+    }
     this.noteStatement(command.sql);
     this.inFlight++;
     command.once('end', () => this.settleOne());
@@ -562,6 +584,7 @@ export class Session {
    * SELECT cannot open or close a transaction, so the previous state stands.
    */
   private observe(rows: unknown, fields: unknown): void {
+    if (this.tracksGtid) this.reportGtids(rows, fields);
     let status: number | undefined;
     if (fields === undefined) {
       status = (rows as { serverStatus?: number }).serverStatus;
@@ -583,6 +606,29 @@ export class Session {
     if (this.inTransaction) this.characteristicsPending = false; // consumed by the transaction that started
     this.autocommitOff = (status & SERVER_STATUS_AUTOCOMMIT) === 0;
   }
+
+  /** The GTIDs of the commits a result reports (every OK packet of a multi-statement result). */
+  private reportGtids(rows: unknown, fields: unknown): void {
+    if (fields === undefined) {
+      const gtid = gtidOfResult(rows);
+      if (gtid !== undefined) this.hooks.onGtid?.(this, gtid);
+    } else if (Array.isArray(fields) && Array.isArray(rows) && isMultiResult(fields)) {
+      for (let i = 0; i < rows.length; i++) {
+        const gtid = fields[i] === undefined ? gtidOfResult(rows[i]) : undefined;
+        if (gtid !== undefined) this.hooks.onGtid?.(this, gtid);
+      }
+    }
+  }
+}
+
+/** Fails a callback-API command that was refused before it was sent, the way mysql2 reports errors. */
+function failUnsent(command: QueryCommand, error: Error): void {
+  const internals = command as unknown as { onResult?: (err: Error) => void };
+  process.nextTick(() => {
+    if (internals.onResult) internals.onResult(error);
+    else command.emit('error', error);
+    command.emit('end');
+  });
 }
 
 function noop(): void {

@@ -25,6 +25,7 @@ import {
 } from '../errors';
 import type { AbandonReason } from '../pool/events';
 import type { PoolConnection } from '../pool/lease';
+import { gtidOfResult } from '../pool/gtid';
 import type { QueryOutcome, Statement } from '../pool/session';
 import { runTransaction, type TransactionOptions } from './run';
 import { beginStatements, savepointName, type BeginOptions } from './sql';
@@ -84,6 +85,7 @@ export class Transaction {
   private savepoints = 0;
   /** This savepoint's name (undefined for the transaction itself). */
   private readonly savepoint: string | undefined;
+  private committedGtid: string | undefined;
 
   /** @internal Use `pool.begin()`, `conn.begin()` or `tx.begin()`. */
   constructor(
@@ -150,6 +152,16 @@ export class Transaction {
   /** `active`, `committed`, `rolledBack`, `abandoned`, `endedByServer` or `outcomeUnknown`. */
   get state(): TransactionState {
     return this.stateValue;
+  }
+
+  /**
+   * After `commit()`: the GTID the primary gave this commit (e.g. `'0-1-42'`),
+   * when the pool has `trackGtid` (a replica pool's primary has). Undefined
+   * before the commit, for a commit that wrote nothing (no GTID), for a
+   * savepoint, and without `trackGtid`.
+   */
+  get gtid(): string | undefined {
+    return this.committedGtid;
   }
 
   /** The server's id for this transaction's connection. */
@@ -228,7 +240,8 @@ export class Transaction {
       return;
     }
     try {
-      await this.send('query', 'COMMIT', undefined, true);
+      const [result] = await this.send('query', 'COMMIT', undefined, true);
+      this.committedGtid = gtidOfResult(result);
     } catch (error) {
       this.committing = false;
       // A COMMIT the pool refused to send (the connection was already gone) certainly did not commit.
