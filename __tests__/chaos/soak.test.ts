@@ -22,9 +22,10 @@ test('ledger soak under faults: no violation, every end kind and every fault exe
   expect(summary.violations).toEqual([]);
 
   // It did real work: each end kind ran, both certain outcomes occurred in numbers, unknowns stayed rare.
-  expect(summary.transactions).toBeGreaterThan(500);
-  expect(summary.byOutcome.committed).toBeGreaterThan(100);
-  expect(summary.byOutcome.notCommitted).toBeGreaterThan(100);
+  // (About 700 transactions on an idle 2-core machine, 260 with the load average at 12: the floors leave room.)
+  expect(summary.transactions).toBeGreaterThan(200);
+  expect(summary.byOutcome.committed).toBeGreaterThan(50);
+  expect(summary.byOutcome.notCommitted).toBeGreaterThan(50);
   expect(summary.byOutcome.unknown / summary.transactions).toBeLessThan(0.05);
   for (const kind of END_KINDS) {
     expect(Object.keys(summary.byKind).filter((key) => key.startsWith(`${kind}:`)).length).toBeGreaterThan(0);
