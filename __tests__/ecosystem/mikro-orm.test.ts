@@ -76,7 +76,7 @@ const FLAVOURS: Array<[string, Flavour]> = [
     {
       version: '7.2.1',
       module: mikro7,
-      driverOptions: (pool) => new MysqlDialect({ pool: pool.pool, controlConnection: rollbackMysql2.createConnection as never }),
+      driverOptions: (pool) => new MysqlDialect({ pool: pool.pool, controlConnection: rollbackMysql2.createConnection }),
       closeEndsPool: true,
     },
   ],
