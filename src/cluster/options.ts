@@ -39,6 +39,13 @@ export interface PoolClusterOptions {
   restoreNodeTimeout?: number;
   /** The selector of `getConnection()` and of `of()` without one. Default `'RR'`. */
   defaultSelector?: PoolClusterSelector;
+  /**
+   * TypeORM's name for `defaultSelector` (its `replication.selector`, which
+   * TypeORM passes here whole and mysql2 ignores): used when
+   * `defaultSelector` is not given. TypeORM takes its slaves with
+   * `getConnection('SLAVE*')`, so this picks among them.
+   */
+  selector?: PoolClusterSelector;
 }
 
 /** Cluster options after validation, defaults filled in. */
@@ -57,7 +64,13 @@ export interface ResolvedClusterOptions {
 export type SelectorName = 'RR' | 'RANDOM' | 'ORDER';
 
 const SELECTORS: ReadonlySet<string> = new Set<SelectorName>(['RR', 'RANDOM', 'ORDER']);
-const KEYS: ReadonlySet<string> = new Set(['canRetry', 'removeNodeErrorCount', 'restoreNodeTimeout', 'defaultSelector']);
+const KEYS: ReadonlySet<string> = new Set(['canRetry', 'removeNodeErrorCount', 'restoreNodeTimeout', 'defaultSelector', 'selector']);
+/**
+ * TypeORM calls `createPoolCluster(options.replication)` with its whole
+ * `replication` option: these keys are TypeORM's own (the nodes it then
+ * `add()`s, its read routing), not cluster options, and are ignored.
+ */
+const TYPEORM_REPLICATION_KEYS: ReadonlySet<string> = new Set(['master', 'slaves', 'defaultMode']);
 
 /** A selector name as mysql2 reads it (upper-cased), or `ERR_INVALID_OPTION` now rather than a TypeError later. */
 export function selectorName(value: unknown, option: string): SelectorName {
@@ -72,9 +85,9 @@ export function resolveClusterOptions(input: PoolClusterOptions | undefined): Re
   if (typeof input !== 'object') throw new InvalidOptionError('options', 'a PoolClusterOptions object');
   const bag = input as Record<string, unknown>;
   for (const key of Object.keys(bag)) {
-    if (!KEYS.has(key)) throw new InvalidOptionError(key, 'no such pool cluster option (check its spelling)');
+    if (!KEYS.has(key) && !TYPEORM_REPLICATION_KEYS.has(key)) throw new InvalidOptionError(key, 'no such pool cluster option (check its spelling)');
   }
-  const { canRetry = true, removeNodeErrorCount = 5, restoreNodeTimeout = 0, defaultSelector = 'RR' } = bag;
+  const { canRetry = true, removeNodeErrorCount = 5, restoreNodeTimeout = 0, defaultSelector, selector } = bag;
   if (typeof canRetry !== 'boolean') throw new InvalidOptionError('canRetry', 'true or false');
   if (!isCount(removeNodeErrorCount)) throw new InvalidOptionError('removeNodeErrorCount', 'an integer >= 0');
   if (!isCount(restoreNodeTimeout)) throw new InvalidOptionError('restoreNodeTimeout', 'an integer >= 0 (milliseconds)');
@@ -82,7 +95,7 @@ export function resolveClusterOptions(input: PoolClusterOptions | undefined): Re
     canRetry,
     removeNodeErrorCount,
     restoreNodeTimeout,
-    defaultSelector: selectorName(defaultSelector, 'defaultSelector'),
+    defaultSelector: defaultSelector !== undefined ? selectorName(defaultSelector, 'defaultSelector') : selector !== undefined ? selectorName(selector, 'selector') : 'RR',
   });
 }
 
