@@ -61,6 +61,10 @@ export interface CallbackConnectionEventMap {
   warn: [warning: Error];
 }
 
+/** mysql2's words (lib/pool_connection.js), for code that matches them. */
+const END_IS_RELEASE =
+  'Calling conn.end() to release a pooled connection is deprecated. In next version calling conn.end() will be restored to default conn.end() behavior. Use conn.release() instead.';
+
 const POOL_EVENTS: ReadonlySet<string> = new Set(['connection', 'acquire', 'release', 'enqueue']);
 
 /** mysql2 destroys a pooled connection instead of releasing it after these (read-only server, failover). */
@@ -211,6 +215,19 @@ export class CallbackPool extends FaceEvents<CallbackPoolEventMap> {
     return inspectAs('CallbackPool', this.toJSON(), options);
   }
 
+  /**
+   * As on mysql2/promise, whose promise pool registers its listeners on this
+   * one: emitting one of mysql2's pool events (`connection`, `acquire`,
+   * `release`, `enqueue`) here reaches the promise pool's listeners too (and,
+   * through it, this face's). Other events stay on this face.
+   */
+  override emit<K extends keyof CallbackPoolEventMap & string>(event: K, ...args: CallbackPoolEventMap[K]): boolean {
+    if (!POOL_EVENTS.has(event)) return super.emit(event, ...args);
+    const listened = this.promisePool.listenerCount(event as 'acquire') > 0;
+    (this.promisePool.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
+    return listened;
+  }
+
   /** @internal Passes the promise pool's event on while this face has listeners for it. */
   protected listenersChanged(event: keyof CallbackPoolEventMap): void {
     if (!POOL_EVENTS.has(event)) return;
@@ -219,7 +236,7 @@ export class CallbackPool extends FaceEvents<CallbackPoolEventMap> {
     if (this.listenerCount(event) > 0) {
       if (forwarder !== undefined) return;
       const forward = (...args: unknown[]): void => {
-        (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
+        (FaceEvents.prototype.emit as (this: unknown, event: string, ...args: unknown[]) => boolean).call(this, event, ...args);
         if (this.listenerCount(event) === 0) this.listenersChanged(event); // the last `once` listener ran
       };
       this.forwarders.set(event, forward);
@@ -256,6 +273,15 @@ export class CallbackConnection extends FaceEvents<CallbackConnectionEventMap> {
   }
 
   /** The server's id for this connection. */
+  /**
+   * mysql2's `connection.state`: `'authenticated'` while the connection is up
+   * (also after `release()`: the connection lives on in the pool),
+   * `'disconnected'` once it was destroyed or lost.
+   */
+  get state(): string {
+    return this.lease.connectionState;
+  }
+
   get threadId(): number {
     return this.lease.threadId;
   }
@@ -339,6 +365,8 @@ export class CallbackConnection extends FaceEvents<CallbackConnectionEventMap> {
       void this.lease.end().then(() => callback && process.nextTick(callback, null));
       return;
     }
+    // mysql2's deprecation notice, as a `warn` event (only built when someone listens; no console output).
+    if (this.listenerCount('warn') > 0) this.emit('warn', new Error(END_IS_RELEASE));
     this.lease.release();
     if (callback) process.nextTick(callback, null);
   }

@@ -184,6 +184,11 @@ export class PoolConnection {
     return this.owner.endLease(this.session, this);
   }
 
+  /** @internal mysql2's `connection.state` of the connection behind this lease (`'disconnected'` once it is gone). */
+  get connectionState(): string {
+    return this.session.connected ? String((this.session.raw as unknown as { state?: unknown }).state ?? 'authenticated') : 'disconnected';
+  }
+
   /** @internal The pool option `gracefulEnd`: `end()` closes the connection rather than releasing it. */
   get gracefulEnd(): boolean {
     return this.owner.gracefulEnd;

@@ -151,6 +151,15 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     );
   }
 
+  /**
+   * mysql2/promise's `pool.Promise`: the class of the promises this pool
+   * returns. Always the native `Promise` (the `Promise` option accepts only
+   * that; any other class is `ERR_INVALID_OPTION`).
+   */
+  get Promise(): PromiseConstructor {
+    return Promise;
+  }
+
   /** True once `end()` was called. */
   get closed(): boolean {
     return this.resources.isClosed;
@@ -776,7 +785,8 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           // Read once per connection: it decides whether a lock wait timeout ends the transaction.
           raw.query('SELECT @@innodb_rollback_on_timeout AS r, @@session.sql_mode AS m', (err: unknown, rows: unknown) => {
             if (err || this.closed) return failed(err);
-            const [settings] = rows as Array<{ r: unknown; m: unknown }>;
+            // A server (or proxy) that answers without rows gets the defaults, never a throw inside mysql2's callback.
+            const settings = Array.isArray(rows) ? (rows[0] as { r?: unknown; m?: unknown } | undefined) : undefined;
             session.rollbackOnTimeout = Number(settings?.r) === 1;
             if (typeof settings?.m === 'string') session.connectSqlMode = settings.m;
             this.sessions.add(session);
