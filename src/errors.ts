@@ -292,7 +292,7 @@ export class UnsupportedVersionError extends RollbackPoolError {
   readonly library: string;
   /** The version found (`'unknown'` when it could not be read). */
   readonly version: string;
-  /** The versions this integration supports, e.g. `'>=6.31.0 <6.38.0'`. */
+  /** The versions this integration supports, e.g. `'>=6.21.0 <6.38.0'`. */
   readonly supported: string;
   constructor(library: string, version: string, supported: string) {
     super(

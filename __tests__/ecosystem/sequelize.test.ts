@@ -1,7 +1,7 @@
 /**
  * Sequelize v6 (dialect `mysql`) on our pools: `useRollbackPool(sequelize, options?)`
  * (src/sequelize/index.ts), on the two ends of the supported range, 6.37.8 (`sequelize`)
- * and 6.31.0 (`sequelize-6.31`, an npm alias); the files the adapter replaces or reads are
+ * and 6.21.0 (`sequelize-6.21`, an npm alias); the files the adapter replaces or reads are
  * identical in between (src/sequelize/internals.ts).
  *
  * Sequelize pools standalone mysql2 connections itself (sequelize-pool: lib/dialects/abstract/
@@ -24,7 +24,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as latest from 'sequelize';
-import * as oldest from 'sequelize-6.31';
+import * as oldest from 'sequelize-6.21';
 import { QueryTypes, type Model, type ModelStatic, type Options, type Sequelize as SequelizeInstance, type Transaction } from 'sequelize';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { AbandonEvent } from '../../src';
@@ -39,7 +39,7 @@ const gc = runInNewContext('gc') as () => void;
 type SequelizeModule = typeof latest;
 const VERSIONS: Array<[string, SequelizeModule]> = [
   ['6.37.8', latest],
-  ['6.31.0', oldest as unknown as SequelizeModule],
+  ['6.21.0', oldest as unknown as SequelizeModule],
 ];
 
 interface ItemAttributes {
@@ -79,7 +79,7 @@ describe.each(VERSIONS)('Sequelize %s', (version, S) => {
 
   test('is the version under test, inside the supported range', () => {
     expect((S.Sequelize as unknown as { version: string }).version).toBe(version);
-    expect(SUPPORTED_SEQUELIZE_VERSIONS).toBe('>=6.31.0 <6.38.0');
+    expect(SUPPORTED_SEQUELIZE_VERSIONS).toBe('>=6.21.0 <6.38.0');
   });
 
   function newSequelize(options: Options = {}): SequelizeInstance {
@@ -399,6 +399,21 @@ describe.each(VERSIONS)('Sequelize %s', (version, S) => {
       });
     });
 
+    // Sequelize has pool hooks since 6.31.0.
+    (version === '6.21.0' ? test.skip : test)('an afterPoolAcquire hook that throws (6.31+): the query fails with its error and the connection goes back (Sequelize would keep it borrowed)', async () => {
+      await withOurs(async (db, { pool }) => {
+        const boom = new Error('hook failed');
+        const failing = (): void => {
+          throw boom;
+        };
+        db.addHook('afterPoolAcquire', 'failing', failing);
+        await expect(db.query('SELECT 1')).rejects.toBe(boom);
+        db.removeHook('afterPoolAcquire', 'failing');
+        expect(pool.stats()).toMatchObject({ leased: 0, idle: 1 });
+        expect(await threadIdOf(db)).toBeGreaterThan(0); // the only connection serves
+      });
+    });
+
     test("sequelize.close() ends the pools: a transaction still open is rolled back before it resolves; then queries are refused; sequelize-pool's counters", async () => {
       await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (70, 'close', 0)`);
       const db = newSequelize({ pool: { max: 2 } });
@@ -578,18 +593,25 @@ describe.each(VERSIONS)('Sequelize %s', (version, S) => {
       expect(await committed('ctl2')).toEqual([{ id: 200, n: 0 }]);
     });
 
-    test('ours: rolled back at release; the next statements autocommit on the same connection, no lock left', async () => {
-      await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (210, 'raw', 0)`);
+    test.each([
+      ['START TRANSACTION', 210],
+      ['SET autocommit = 0', 220],
+    ])('ours: %j is rolled back at release; the next statements autocommit on the same connection, no lock left', async (opener, id) => {
+      const owner = `raw${id}`;
+      await side.query(`INSERT INTO ${T} (id, owner, n) VALUES (?, ?, 0)`, [id, owner]);
       await withOurs(async (db, { pool }, Items) => {
         const abandoned = nextEvent(pool, 'abandon');
-        const { opened, next } = await rawBegin(db, Items, 210, 'raw');
+        const opened = await threadIdOf(db);
+        await db.query(opener);
         expect((await abandoned)[0].reason).toBe('released-in-transaction');
-        expect(next).toBe(opened);
-        // The raw transaction was rolled back when its statement's connection went back: the UPDATE and
-        // the next user's INSERT each autocommitted, as they would without the raw BEGIN.
-        expect(await committed('raw')).toEqual([{ id: 210, n: 1 }]);
-        expect(await committed('raw-next')).toEqual([{ id: 211, n: 0 }]);
-        expect(await isRowLocked(side, T, 210)).toBe(false);
+        await Items.update({ n: 1 }, { where: { id } });
+        await Items.create({ id: id + 1, owner: `${owner}-next`, n: 0 });
+        expect(await threadIdOf(db)).toBe(opened);
+        // Rolled back (and autocommit back on) when its statement's connection went back: the UPDATE
+        // and the next user's INSERT each autocommitted, as they would without the raw statement.
+        expect(await committed(owner)).toEqual([{ id, n: 1 }]);
+        expect(await committed(`${owner}-next`)).toEqual([{ id: id + 1, n: 0 }]);
+        expect(await isRowLocked(side, T, id)).toBe(false);
         expect(pool.stats()).toMatchObject({ abandoned: 1, rolledBack: 1, rollbackFailures: 0, leased: 0 });
       });
     });
@@ -601,7 +623,7 @@ describe.each(VERSIONS)('Sequelize %s', (version, S) => {
     }
 
     test('a Sequelize version outside the supported range: ERR_UNSUPPORTED_VERSION naming it', async () => {
-      for (const other of ['6.38.0', '6.30.0', '7.0.0-alpha.47', '6.37.8-beta.1']) {
+      for (const other of ['6.38.0', '6.20.0', '5.22.5', '7.0.0-alpha.47', '6.37.8-beta.1']) {
         class Other extends S.Sequelize {}
         Object.defineProperty(Other, 'version', { value: other });
         const db = new Other(mysqlUrl(), { dialect: 'mysql', logging: false });

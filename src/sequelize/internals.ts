@@ -4,11 +4,16 @@
  * the same in every version of `SUPPORTED_SEQUELIZE_VERSIONS`: the files they
  * come from (lib/dialects/abstract/connection-manager.js,
  * lib/dialects/mysql/connection-manager.js, lib/dialects/mysql/query.js,
- * lib/transaction.js, lib/sequelize.js, lib/hooks.js) are identical from
- * 6.31.0 to 6.37.8. Nothing here is imported from Sequelize at run time.
+ * lib/transaction.js, lib/hooks.js) are identical from 6.21.0 to 6.37.8, but
+ * for the `beforePoolAcquire` / `afterPoolAcquire` hooks, new in 6.31.0 (the
+ * adapter runs them; before 6.31 none can be registered for it to run), and
+ * lib/sequelize.js differs there only in what the adapter does not touch.
+ * 6.20 and older give a transaction's connection back differently (no
+ * `destroyConnection`, no `forceCleanup`). Nothing here is imported from
+ * Sequelize at run time.
  */
 /** The versions whose internals the adapter was checked against (and tested on: both ends). */
-export const SUPPORTED_SEQUELIZE_VERSIONS = '>=6.31.0 <6.38.0';
+export const SUPPORTED_SEQUELIZE_VERSIONS = '>=6.21.0 <6.38.0';
 
 /** Sequelize's error classes, reached through the instance's own class (`sequelize.constructor`). */
 type SequelizeErrorClass = new (parent: Error) => Error;
@@ -107,7 +112,7 @@ function release(version: string): [number, number, number] | undefined {
 /** True when `version` is in `SUPPORTED_SEQUELIZE_VERSIONS`. */
 export function isSupportedVersion(version: string): boolean {
   const parts = release(version);
-  return parts !== undefined && parts[0] === 6 && parts[1] >= 31 && parts[1] < 38;
+  return parts !== undefined && parts[0] === 6 && parts[1] >= 21 && parts[1] < 38;
 }
 
 /** The version of the instance's own Sequelize (its class reads its own package.json), or `'unknown'`. */
