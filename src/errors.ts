@@ -23,6 +23,8 @@ export type RollbackPoolErrorCode =
   | 'ERR_SCOPE_COMMIT_FAILED'
   | 'ERR_SCOPE_CLOSED'
   | 'ERR_CLUSTER_NODE_EXISTS'
+  | 'ERR_UNSUPPORTED_VERSION'
+  | 'ERR_UNSUPPORTED_DIALECT'
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
   | 'POOL_NOEXIST'
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
@@ -298,5 +300,45 @@ export class ReplicaWriteError extends RollbackPoolError {
         'Run it on the primary.',
     );
     this.reason = reason;
+  }
+}
+
+/**
+ * An integration that replaces a library's internals (`rollback-pool/sequelize`)
+ * was given a version of that library it was not tested with. Nothing was
+ * changed: the library still runs on its own pool. `supported` is the range
+ * that is known to work.
+ */
+export class UnsupportedVersionError extends RollbackPoolError {
+  /** The library, e.g. `'sequelize'`. */
+  readonly library: string;
+  /** The version found (`'unknown'` when it could not be read). */
+  readonly version: string;
+  /** The versions this integration supports, e.g. `'>=6.21.0 <6.38.0'`. */
+  readonly supported: string;
+  constructor(library: string, version: string, supported: string) {
+    super(
+      'ERR_UNSUPPORTED_VERSION',
+      `rollback-pool does not support ${library} ${version}: it replaces ${library} internals and is tested on ${supported}. ` +
+        `Install a supported ${library} version, or upgrade rollback-pool.`,
+    );
+    this.library = library;
+    this.version = version;
+    this.supported = supported;
+  }
+}
+
+/**
+ * An integration was given a database dialect it cannot run on a
+ * rollback-pool pool (`rollback-pool/sequelize` runs Sequelize's `mysql`
+ * dialect, which drives mysql2 and speaks to MySQL and MariaDB servers alike).
+ * Nothing was changed.
+ */
+export class UnsupportedDialectError extends RollbackPoolError {
+  /** The dialect found. */
+  readonly dialect: string;
+  constructor(library: string, dialect: string, hint: string) {
+    super('ERR_UNSUPPORTED_DIALECT', `rollback-pool cannot run ${library}'s ${JSON.stringify(dialect)} dialect: ${hint}`);
+    this.dialect = dialect;
   }
 }

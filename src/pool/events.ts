@@ -19,7 +19,7 @@ export type AbandonReason =
   | 'disposed'
   /** its handle was garbage collected while still active (the `FinalizationRegistry` safety net) */
   | 'garbage-collected'
-  /** a callback transaction ran past its `timeoutMs` */
+  /** a callback transaction ran past its `timeoutMs` (or a Sequelize transaction past `transactionTimeoutMs`, rollback-pool/sequelize) */
   | 'timeout'
   /** a callback transaction's `signal` was aborted */
   | 'aborted'
