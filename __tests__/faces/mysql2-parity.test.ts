@@ -83,3 +83,17 @@ test("a connect-time query answered without rows: the pool uses its defaults, no
     await proxy.close();
   }
 });
+
+test('a connect-time query the server refuses (a node in read-only failover answers 1290): the connection serves with the defaults', async () => {
+  const proxy = await startProxy(mysqlUrl(), {
+    // A statement that fails with a plain server error (1146), standing in for the refused SELECT.
+    onQuery: (sql) => (sql.includes('@@innodb_rollback_on_timeout') ? { rewrite: 'SELECT * FROM rp_no_such_table_anywhere' } : 'forward'),
+  });
+  try {
+    const p = pool({ uri: proxy.url, acquireTimeoutMs: 2_000 });
+    await expect(p.query('SELECT 2 AS two')).resolves.toEqual([[{ two: 2 }], expect.anything()]);
+  } finally {
+    await Promise.all(pools.splice(0).map((made) => made.end()));
+    await proxy.close();
+  }
+});

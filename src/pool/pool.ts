@@ -784,9 +784,10 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
           if (baselineError) return failed(baselineError);
           // Read once per connection: it decides whether a lock wait timeout ends the transaction.
           raw.query('SELECT @@innodb_rollback_on_timeout AS r, @@session.sql_mode AS m', (err: unknown, rows: unknown) => {
-            if (err || this.closed) return failed(err);
-            // A server (or proxy) that answers without rows gets the defaults, never a throw inside mysql2's callback.
-            const settings = Array.isArray(rows) ? (rows[0] as { r?: unknown; m?: unknown } | undefined) : undefined;
+            // Informational: a server that refuses it (a proxy, a node in read-only failover answering
+            // every statement with 1290) or answers without rows gets the defaults; only a lost link fails the connect.
+            if (this.closed || (err && (err as { fatal?: boolean }).fatal)) return failed(err);
+            const settings = !err && Array.isArray(rows) ? (rows[0] as { r?: unknown; m?: unknown } | undefined) : undefined;
             session.rollbackOnTimeout = Number(settings?.r) === 1;
             if (typeof settings?.m === 'string') session.connectSqlMode = settings.m;
             this.sessions.add(session);
