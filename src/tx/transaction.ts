@@ -5,8 +5,9 @@
  *   active ──commit()──▶ committed
  *          ──rollback()──▶ rolledBack
  *          ──dispose / GC / timeout / abort / lease released──▶ abandoned
- *          ──deadlock, lock wait timeout (with rollback), DDL's implicit commit──▶ endedByServer
- *          ──connection lost during COMMIT──▶ outcomeUnknown
+ *          ──deadlock (on a statement or at COMMIT: Galera's certification failure), lock wait
+ *            timeout (with rollback), DDL's implicit commit──▶ endedByServer
+ *          ──connection lost during COMMIT, or COMMIT answered 1180──▶ outcomeUnknown
  *
  * Only `active` sends anything. Every other state rejects at once with a typed
  * error, so a late statement never reaches the server.
@@ -25,15 +26,19 @@ import {
 } from '../errors';
 import type { AbandonReason } from '../pool/events';
 import type { PoolConnection } from '../pool/lease';
-import type { QueryOutcome, Statement } from '../pool/session';
+import { ER_LOCK_DEADLOCK, ER_NODE_NOT_READY, type QueryOutcome, type Statement } from '../pool/session';
 import { runTransaction, type TransactionOptions } from './run';
 import { beginStatements, savepointName, type BeginOptions } from './sql';
 
 /**
- * `outcomeUnknown`: the connection died during COMMIT; the server may or may
- * not have committed (`ERR_COMMIT_OUTCOME_UNKNOWN`).
+ * `outcomeUnknown`: the connection died during COMMIT, or COMMIT answered 1180
+ * (ER_ERROR_DURING_COMMIT); the server may or may not have committed
+ * (`ERR_COMMIT_OUTCOME_UNKNOWN`).
  */
 export type TransactionState = 'active' | 'committed' | 'rolledBack' | 'abandoned' | 'endedByServer' | 'outcomeUnknown';
+
+/** ER_ERROR_DURING_COMMIT: on Galera, a write set whose replication failed part way (it may have committed elsewhere). */
+const ER_ERROR_DURING_COMMIT = 1180;
 
 /** What `tx.transaction(fn, options)` (a savepoint) accepts. */
 const SAVEPOINT_OPTION_KEYS = new Set(['timeoutMs', 'signal', 'onTimeout']);
@@ -135,9 +140,9 @@ export class Transaction {
         // carry over to whatever runs next on this connection. Only closing it is certain.
         lease.destroy();
       } else if (ownsLease) {
-        lease.abandon('released-in-transaction');
-      } else {
-        lease.queueRollback('ROLLBACK');
+        lease.abandon('released-in-transaction'); // after a 1047 the session closes quietly (see Session.release)
+      } else if ((error as QueryError).errno !== ER_NODE_NOT_READY) {
+        lease.queueRollback('ROLLBACK'); // (a node that refused BEGIN refuses ROLLBACK too: nothing was opened)
       }
       throw error;
     }
@@ -233,13 +238,31 @@ export class Transaction {
       this.committing = false;
       // A COMMIT the pool refused to send (the connection was already gone) certainly did not commit.
       const unsent = error instanceof ConnectionLostError && error.neverSent;
+      const errno = (error as QueryError).errno;
+      if (errno === ER_ERROR_DURING_COMMIT && !(error as QueryError).fatal) {
+        // Galera answers 1180 when the node drops out of the primary component while the write set is
+        // being replicated; the others may have committed it. Never guess; and close the connection, as
+        // after a lost COMMIT (its state is as unknown as the outcome; the server rolls back what is left).
+        this.end('outcomeUnknown');
+        this.lease.session.destroy('COMMIT failed with 1180 (ER_ERROR_DURING_COMMIT): outcome unknown');
+        this.releaseOwnedLease();
+        throw new CommitOutcomeUnknownError(error);
+      }
       if ((error as QueryError).fatal && !unsent) {
         this.end('outcomeUnknown'); // never guess; the handle must not be reused either way
         this.releaseOwnedLease();
         throw new CommitOutcomeUnknownError(error);
       }
+      if (errno === ER_LOCK_DEADLOCK) {
+        // The server rolled the whole transaction back (a deadlock, or a Galera certification failure):
+        // the same end as a deadlock on a statement, and no ROLLBACK to send.
+        this.end('endedByServer');
+        this.releaseOwnedLease();
+        throw error;
+      }
       this.end('rolledBack'); // a refused COMMIT leaves it open on a live connection: undo it; a dead one was rolled back
-      if (!unsent) {
+      // (1047: the node refuses ROLLBACK too; the session closes at release and the server rolls back.)
+      if (!unsent && errno !== ER_NODE_NOT_READY) {
         try {
           await this.lease.query('ROLLBACK');
         } catch (rollbackError) {
