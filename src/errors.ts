@@ -23,6 +23,8 @@ export type RollbackPoolErrorCode =
   | 'ERR_SCOPE_COMMIT_FAILED'
   | 'ERR_SCOPE_CLOSED'
   | 'ERR_CLUSTER_NODE_EXISTS'
+  | 'ERR_NODE_NOT_READY'
+  | 'ERR_TWO_PHASE_UNSUPPORTED'
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
   | 'POOL_NOEXIST'
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
@@ -276,5 +278,54 @@ export class ClusterNodeExistsError extends RollbackPoolError {
   constructor(nodeId: string) {
     super('ERR_CLUSTER_NODE_EXISTS', `The pool cluster already has a node with id ${JSON.stringify(nodeId)}; remove it first to replace it.`);
     this.nodeId = nodeId;
+  }
+}
+
+/** What a Galera node says about itself (`SHOW GLOBAL STATUS`): whether it can serve. */
+export interface GaleraNodeState {
+  /** `wsrep_ready`: the node accepts queries. */
+  readonly ready: boolean;
+  /** `wsrep_local_state`: 4 is Synced (1 Joining, 2 Donor/Desynced, 3 Joined, 0 not in a primary component). */
+  readonly localState: number;
+  /** `wsrep_local_state_comment`: `Synced`, `Donor/Desynced`, `Joining`, `Initialized`... */
+  readonly stateComment: string;
+  /** `wsrep_cluster_status`: `Primary`, `non-Primary` or `Disconnected`. */
+  readonly clusterStatus: string;
+}
+
+/**
+ * A pool cluster refused a new connection to a Galera node that cannot serve
+ * (not `wsrep_ready = ON` with `wsrep_local_state = 4`, Synced): a node that
+ * lost its primary component, is joining, or is a donor. The node is taken
+ * offline and probed until it serves again; the call went to another node if
+ * one was online.
+ */
+export class NodeNotReadyError extends RollbackPoolError {
+  /** The node's state, as it reported it. */
+  readonly state: GaleraNodeState;
+  constructor(state: GaleraNodeState) {
+    super(
+      'ERR_NODE_NOT_READY',
+      `The Galera node cannot serve: wsrep_ready ${state.ready ? 'ON' : 'OFF'}, wsrep_local_state ${state.localState} ` +
+        `(${state.stateComment || 'unknown'}), wsrep_cluster_status ${state.clusterStatus || 'unknown'}.`,
+    );
+    this.state = state;
+  }
+}
+
+/**
+ * A two-phase request scope (`twoPhase: true`) on a server with
+ * `@@wsrep_on` (MariaDB Galera): Galera does not support XA transactions (it
+ * answers `XA START` with 1235), so the scope is refused before any XA
+ * statement is sent. Use a plain scope: on one Galera node a transaction is
+ * already replicated atomically to every node.
+ */
+export class TwoPhaseUnsupportedError extends RollbackPoolError {
+  constructor() {
+    super(
+      'ERR_TWO_PHASE_UNSUPPORTED',
+      'twoPhase scopes need XA transactions, which MariaDB Galera does not support (@@wsrep_on is ON; XA START would fail ' +
+        'with 1235). Nothing was sent. Use a plain scope (twoPhase: false): on one Galera node, its transaction is replicated atomically.',
+    );
   }
 }
