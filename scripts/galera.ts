@@ -299,11 +299,17 @@ class Member implements GaleraNode {
 
   prepareDirectories(): void {
     mkdirSync(this.dataDir, { recursive: true });
+    // A tmpdir of its own: nodes (and clusters of other test files) starting at once in a shared /tmp
+    // trip over each other's temporary files ("Could not remove temporary table", then abort).
+    mkdirSync(this.tmpDir, { recursive: true });
     const owner = this.cluster.owner;
     if (owner !== undefined) {
-      chownSync(this.dir, owner.uid, owner.gid);
-      chownSync(this.dataDir, owner.uid, owner.gid);
+      for (const dir of [this.dir, this.dataDir, this.tmpDir]) chownSync(dir, owner.uid, owner.gid);
     }
+  }
+
+  private get tmpDir(): string {
+    return join(this.dir, 'tmp');
   }
 
   async install(): Promise<void> {
@@ -327,7 +333,7 @@ class Member implements GaleraNode {
     const fd = openSync(this.logFile, 'a');
     const provider = [`gmcast.listen_addr=tcp://127.0.0.1:${this.ports.gcomm}`, `ist.recv_addr=127.0.0.1:${this.ports.ist}`, ...EVS_OPTIONS].join('; ');
     const args = ['--no-defaults', `--datadir=${this.dataDir}`, `--port=${this.ports.client}`, '--bind-address=127.0.0.1',
-      `--socket=${join(this.dir, 'mysqld.sock')}`, `--pid-file=${join(this.dir, 'mysqld.pid')}`,
+      `--socket=${join(this.dir, 'mysqld.sock')}`, `--pid-file=${join(this.dir, 'mysqld.pid')}`, `--tmpdir=${this.tmpDir}`,
       '--skip-name-resolve', '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci',
       '--innodb-buffer-pool-size=64M', '--innodb-log-file-size=48M', '--max-connections=300', ...this.userArgs(),
       '--wsrep_on=ON', `--wsrep_provider=${GALERA_PROVIDER}`, `--wsrep_cluster_address=${this.address}`,
