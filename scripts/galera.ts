@@ -14,7 +14,8 @@
  * until the state it waits for holds (or a bound passes, with the log tail).
  *
  *   node:  stopped ──start()──▶ joining ──IST/SST, synced──▶ synced
- *          synced ──kill() (SIGKILL)──▶ stopped        (the others evict it after evs.suspect_timeout)
+ *          synced ──kill() (SIGKILL)──▶ stopped        (the others evict it after evs.suspect_timeout;
+ *                                                       start() recovers its position, then IST)
  *          synced ──isolate()──▶ nonPrimary ──rejoin()──▶ synced
  *          nonPrimary (quorum lost) ──bootstrap()──▶ synced (a primary component of its own)
  *
@@ -28,7 +29,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, chownSync, closeSync, constants, mkdirSync, openSync, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -275,6 +276,8 @@ class Member implements GaleraNode {
   readonly logFile: string;
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
+  /** Killed: its saved position is lost; `start()` recovers it first. */
+  private crashed = false;
 
   constructor(
     private readonly cluster: Cluster,
@@ -327,12 +330,10 @@ class Member implements GaleraNode {
     if (copied.status !== 0) throw new Error(`cp -a ${source.dataDir} ${this.dataDir} failed: ${copied.stderr}`);
   }
 
-  /** Spawns mariadbd (does not wait for it). */
-  async launch(newCluster: boolean): Promise<void> {
-    if (this.child !== undefined) return;
-    const fd = openSync(this.logFile, 'a');
+  /** The server's arguments (without the start position or `--wsrep-new-cluster`). */
+  private serverArgs(): string[] {
     const provider = [`gmcast.listen_addr=tcp://127.0.0.1:${this.ports.gcomm}`, `ist.recv_addr=127.0.0.1:${this.ports.ist}`, ...EVS_OPTIONS].join('; ');
-    const args = ['--no-defaults', `--datadir=${this.dataDir}`, `--port=${this.ports.client}`, '--bind-address=127.0.0.1',
+    return ['--no-defaults', `--datadir=${this.dataDir}`, `--port=${this.ports.client}`, '--bind-address=127.0.0.1',
       `--socket=${join(this.dir, 'mysqld.sock')}`, `--pid-file=${join(this.dir, 'mysqld.pid')}`, `--tmpdir=${this.tmpDir}`,
       '--skip-name-resolve', '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci',
       '--innodb-buffer-pool-size=64M', '--innodb-log-file-size=48M', '--max-connections=300', ...this.userArgs(),
@@ -340,7 +341,28 @@ class Member implements GaleraNode {
       `--wsrep_cluster_name=${this.cluster.name}`, `--wsrep_node_name=${this.name}`, '--wsrep_node_address=127.0.0.1',
       `--wsrep_node_incoming_address=127.0.0.1:${this.ports.client}`,
       `--wsrep_provider_options=${provider}`, `--wsrep_sst_receive_address=127.0.0.1:${this.ports.sst}`,
-      '--wsrep_sst_method=rsync', '--binlog_format=ROW', '--innodb_autoinc_lock_mode=2', '--default-storage-engine=InnoDB',
+      '--wsrep_sst_method=rsync', '--binlog_format=ROW', '--innodb_autoinc_lock_mode=2', '--default-storage-engine=InnoDB'];
+  }
+
+  /**
+   * After a crash the saved position is unknown (`seqno: -1`), and a node
+   * that does not know where it stands gets a full SST. `--wsrep-recover`
+   * reads it back from InnoDB (what systemd's galera_recovery does); started
+   * with it, the node asks for IST of what it missed only.
+   */
+  private async recoverPosition(): Promise<string | undefined> {
+    const log = join(this.dir, 'recover.log');
+    await runToCompletion(findMariadbd()!, [...this.serverArgs(), '--wsrep-recover', `--log-error=${log}`], join(this.dir, 'recover.out'));
+    const text = await readFile(log, 'utf8').catch(() => '');
+    const found = [...text.matchAll(/WSREP: Recovered position: ([0-9a-f-]{36}:-?\d+)/g)].pop();
+    return found?.[1];
+  }
+
+  /** Spawns mariadbd (does not wait for it). */
+  async launch(newCluster: boolean, startPosition?: string): Promise<void> {
+    if (this.child !== undefined) return;
+    const fd = openSync(this.logFile, 'a');
+    const args = [...this.serverArgs(), ...(startPosition !== undefined ? [`--wsrep_start_position=${startPosition}`] : []),
       ...(newCluster ? ['--wsrep-new-cluster'] : [])];
     const child = spawn(findMariadbd()!, args, { stdio: ['ignore', fd, fd] });
     closeSync(fd);
@@ -371,11 +393,13 @@ class Member implements GaleraNode {
     child.ref(); // keep Node alive until the exit arrives
     child.kill('SIGKILL');
     await this.exited;
+    this.crashed = true;
   }
 
   async start(): Promise<void> {
     if (this.child !== undefined) return;
-    await this.launch(false);
+    await this.launch(false, this.crashed ? await this.recoverPosition() : undefined);
+    this.crashed = false;
     await this.waitServing();
     await this.cluster.waitHealthy();
   }

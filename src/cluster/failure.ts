@@ -6,12 +6,16 @@
  *
  * | error | the node | a transaction (`retries`) | an autocommit statement |
  * |---|---|---|---|
- * | connect refused / reset / timed out, `ERR_NODE_NOT_READY` (checkout) | unavailable | nothing ran: re-run | nothing ran: goes elsewhere |
+ * | connect refused / timed out / unreachable, server shutting down, `ERR_NODE_NOT_READY` | unavailable | nothing ran: re-run | nothing ran: goes elsewhere |
  * | 1047 (Galera: not synced with a primary component) | unavailable | refused: re-run | refused before it ran: goes elsewhere |
- * | connection lost before COMMIT was sent | unavailable | rolled back with the connection: re-run | may have run: never re-sent |
+ * | connection lost (reset, closed, killed) before COMMIT was sent | fine (one connection; a dead node refuses the next connect) | rolled back with the connection: re-run | may have run: never re-sent |
  * | 1213 (deadlock, Galera certification failure), 1205 | fine | rolled back: re-run | rolled back: re-sent with `retries` |
- * | `ERR_COMMIT_OUTCOME_UNKNOWN` (connection lost during COMMIT, 1180) | (unavailable if lost) | may have committed: never | - |
+ * | `ERR_COMMIT_OUTCOME_UNKNOWN` (connection lost during COMMIT, 1180) | fine | may have committed: never | - |
  * | anything else (the caller's own errors, 1062, timeouts...) | fine | thrown as it is | thrown as it is |
+ *
+ * A lost connection alone does not take a node offline: a `KILL`, a network
+ * blip or a proxy's restart loses one connection of a healthy node. A node
+ * that is really down refuses the next connect, and that does.
  */
 import { RollbackPoolError } from '../errors';
 import type { Transaction } from '../tx/transaction';
@@ -20,18 +24,8 @@ const ER_LOCK_WAIT_TIMEOUT = 1205;
 const ER_LOCK_DEADLOCK = 1213;
 const ER_NODE_NOT_READY = 1047;
 
-/** Socket-level codes that say the server is not there (any more). */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-  'PROTOCOL_CONNECTION_LOST',
-  'ER_SERVER_SHUTDOWN',
-  'ER_CONNECTION_KILLED',
-]);
+/** Connect-level codes that say the server is not there: nothing listens, nothing answers, it is shutting down. */
+const NODE_DOWN_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ER_SERVER_SHUTDOWN']);
 
 interface ErrorFields {
   code?: unknown;
@@ -47,22 +41,25 @@ function fields(error: unknown): ErrorFields {
 
 /**
  * When `error` says the node cannot serve now (down, unreachable, not
- * synced, its connection lost), the reason in a few words; else undefined.
+ * synced), the reason in a few words; else undefined.
  */
 export function unavailability(error: unknown): string | undefined {
   const e = fields(error);
   if (e.errno === ER_NODE_NOT_READY) return `1047 ${String(e.message)}`;
   if (error instanceof RollbackPoolError) {
     if (error.code === 'ERR_NODE_NOT_READY') return error.message;
-    if (error.code === 'ERR_CONNECTION_LOST') return 'connection lost';
     // No connection within acquireTimeoutMs because the connects fail: the node, not a busy pool.
     if (error.code === 'ERR_ACQUIRE_TIMEOUT' && error.cause !== undefined) return unavailability(error.cause);
-    if (error.code === 'ERR_COMMIT_OUTCOME_UNKNOWN') return unavailability(error.cause);
     return undefined;
   }
-  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return `${e.code}${typeof e.message === 'string' && e.message !== '' ? `: ${e.message}` : ''}`;
-  if (e.fatal === true) return `connection lost (${String(e.code ?? e.message)})`;
+  if (typeof e.code === 'string' && NODE_DOWN_CODES.has(e.code)) return typeof e.message === 'string' && e.message !== '' ? `${e.code} (${e.message})` : e.code;
   return undefined;
+}
+
+/** The connection itself went (reset, closed by the server, killed, destroyed), whatever the node's state. */
+function connectionLost(error: unknown): boolean {
+  if (error instanceof RollbackPoolError) return error.code === 'ERR_CONNECTION_LOST';
+  return fields(error).fatal === true;
 }
 
 /** An autocommit statement that failed this way never ran: it can go to another node. */
@@ -93,7 +90,7 @@ export function provesNothingCommitted(error: unknown, tx: Transaction | undefin
   if (e.errno === ER_LOCK_DEADLOCK || e.errno === ER_LOCK_WAIT_TIMEOUT || e.errno === ER_NODE_NOT_READY) return true;
   // Every node offline for now (quorum lost, all restarting): nothing ran; a later attempt may find one back.
   if (error instanceof RollbackPoolError && error.code === 'POOL_NONEONLINE') return true;
-  return unavailability(error) !== undefined;
+  return unavailability(error) !== undefined || connectionLost(error);
 }
 
 /** Full jitter: a random wait up to 20 ms, 40 ms, 80 ms... capped at 1 s (as the pool's own retries). */
