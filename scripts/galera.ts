@@ -302,8 +302,8 @@ class Member implements GaleraNode {
 
   prepareDirectories(): void {
     mkdirSync(this.dataDir, { recursive: true });
-    // A tmpdir of its own: nodes (and clusters of other test files) starting at once in a shared /tmp
-    // trip over each other's temporary files ("Could not remove temporary table", then abort).
+    // A tmpdir of its own, for mariadb-install-db too: servers starting at once in a shared /tmp trip
+    // over each other's temporary files ("Could not remove temporary table", then abort).
     mkdirSync(this.tmpDir, { recursive: true });
     const owner = this.cluster.owner;
     if (owner !== undefined) {
@@ -320,7 +320,7 @@ class Member implements GaleraNode {
     const installDb = findExecutable(['mariadb-install-db', 'mysql_install_db'], [dirname(mariadbd), '/usr/bin', '/usr/sbin']);
     if (installDb === undefined) throw new Error('mariadb-install-db not found');
     await runToCompletion(installDb, ['--no-defaults', `--datadir=${this.dataDir}`, '--auth-root-authentication-method=normal',
-      '--skip-test-db', '--skip-name-resolve', ...this.userArgs()], join(this.dir, 'install.log'));
+      '--skip-test-db', '--skip-name-resolve', `--tmpdir=${this.tmpDir}`, ...this.userArgs()], join(this.dir, 'install.log'));
   }
 
   /** A copy of `source`'s (stopped) data directory, ownership kept. */
