@@ -26,7 +26,7 @@ import type { BeginOptions } from '../tx/sql';
 import type { Transaction } from '../tx/transaction';
 import type { NodeTransition, PoolClusterEventMap } from './events';
 import { unavailability } from './failure';
-import { canServe, notReady, queryHealth } from './health';
+import { canServe, notReady, queryHealth, type NodeHealth } from './health';
 import { PoolNamespace, type NamespaceHost, type StatementOptions } from './namespace';
 import { ClusterNode, type NodeState } from './node';
 import { Probe, type ProbeOutcome } from './probe';
@@ -63,8 +63,9 @@ export interface PoolClusterNodeStats {
   readonly sinceMs: number;
   /** Failed checkouts not yet paid back (mysql2's count). */
   readonly errorCount: number;
-  /** Times it went offline, and back online, since it was added. */
+  /** Times it went offline since it was added. */
   readonly offlineCount: number;
+  /** Times it came back online since it was added. */
   readonly onlineCount: number;
   /** Calls that failed on it and went to another node instead (failover). */
   readonly failovers: number;
@@ -417,7 +418,16 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
    */
   private async checkConnection(node: ClusterNode, raw: RawConnection): Promise<void> {
     if (node.galera === false) return;
-    const health = await queryHealth(raw);
+    let health: NodeHealth;
+    try {
+      health = await queryHealth(raw);
+    } catch (error) {
+      // A server (or a proxy in front of it) that refuses the statement itself is no Galera node: never
+      // refuse its connections for that. A lost connection is a failed connect, as any.
+      if ((error as { fatal?: boolean }).fatal === true || typeof (error as { sqlState?: unknown }).sqlState !== 'string') throw error;
+      node.galera = false;
+      return;
+    }
     node.noteHealth(health);
     if (!canServe(health)) throw notReady(health);
   }

@@ -135,14 +135,17 @@ export class Transaction {
         sent++;
       }
     } catch (error) {
-      if (sent > 0) {
+      // A node that refused BEGIN (1047) refuses ROLLBACK too, and nothing was opened: a lease of our
+      // own is given back and closes quietly (Session.release), no ROLLBACK is queued on the caller's.
+      const refused = (error as QueryError).errno === ER_NODE_NOT_READY;
+      if (sent > 0 && !(refused && ownsLease)) {
         // SET TRANSACTION ISOLATION LEVEL went through but START did not: the level would
         // carry over to whatever runs next on this connection. Only closing it is certain.
         lease.destroy();
       } else if (ownsLease) {
-        lease.abandon('released-in-transaction'); // after a 1047 the session closes quietly (see Session.release)
-      } else if ((error as QueryError).errno !== ER_NODE_NOT_READY) {
-        lease.queueRollback('ROLLBACK'); // (a node that refused BEGIN refuses ROLLBACK too: nothing was opened)
+        lease.abandon('released-in-transaction');
+      } else if (!refused) {
+        lease.queueRollback('ROLLBACK');
       }
       throw error;
     }
