@@ -3,9 +3,9 @@
  * (`npm run soak -- --cluster`): the same workers and ledger as the
  * single-server soak (workload.ts, ledger.ts), on a `createPoolCluster` of
  * the three nodes (cluster-aware, round robin), while node faults fire one at
- * a time:
+ * a time, kills and partitions in turn:
  *
- * - `kill`: SIGKILL of a node, down 1-3 s, started again (IST rejoin);
+ * - `kill`: SIGKILL of a node, evicted by the others, down 1-3 s more, started again (IST rejoin);
  * - `partition`: `gmcast.isolate=1` on a node (up, answering, refusing every
  *   table statement with 1047), 1-3 s, then `gmcast.isolate=0` (rejoin);
  * - and, all along, `KILL` / `KILL QUERY` of random client connections on
@@ -200,19 +200,28 @@ async function soak(options: ClusterSoakOptions): Promise<ClusterSoakSummary> {
 
     // Node faults, one at a time; the loop ends with every node synced.
     const nodeFaults: NodeFaultRecord[] = [];
+    const firstKind = rng() < 0.5 ? 0 : 1;
     const faults = (async (): Promise<void> => {
       const endAt = startedAt + options.durationMs;
       while (!stopping) {
         await sleep((options.nodeFaultEveryMs ?? 20_000) * (0.5 + rng()));
         if (stopping || Date.now() > endAt - 5_000) break;
         const node = gc.nodes[Math.floor(rng() * gc.nodes.length)]!;
-        const kind: NodeFaultRecord['kind'] = rng() < 0.5 ? 'kill' : 'partition';
+        // Kills and partitions alternate (from a random first one), so that a short run has both.
+        const kind: NodeFaultRecord['kind'] = (nodeFaults.length + firstKind) % 2 === 0 ? 'kill' : 'partition';
         const at = Date.now();
         let pause = 0;
         const watch = setInterval(() => (pause = Math.max(pause, Date.now() - Math.max(lastCommitAt, at))), 20);
         try {
-          if (kind === 'kill') await node.kill();
-          else await node.isolate();
+          if (kind === 'kill') {
+            await node.kill();
+            // A restart before the others evicted the dead incarnation makes Galera's view change
+            // churn (the survivors can drop to non-Primary for seconds): real restarts take longer.
+            const others = gc.nodes.filter((other) => other !== node);
+            await gc.until(15_000, `${node.name} evicted`, async () => (await others[0]!.status())?.clusterSize === others.length);
+          } else {
+            await node.isolate(); // returns once the others evicted it
+          }
           await sleep(1_000 + rng() * 2_000); // down for a while
           const rejoinAt = Date.now();
           if (kind === 'kill') await node.start();
