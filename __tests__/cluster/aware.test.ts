@@ -95,6 +95,31 @@ test('clusterAware: a refused node goes offline at once, is never removed, is pr
   expect(cluster.stats()['n0']).toMatchObject({ state: 'online', probing: false, offlineCount: 1, onlineCount: 1, errorCount: 0 });
 });
 
+test('a lost connection makes the cluster check the node at once: a KILL leaves it online; a node that died goes offline with no further call', async () => {
+  const cluster = build([nodes[0]!.url, nodes[1]!.url], { clusterAware: true, defaultSelector: 'ORDER' });
+  const events = recordEvents(cluster);
+  await cluster.query('SELECT 1'); // n0 known (no Galera), its connections checked
+  const killed = cluster.query('SELECT SLEEP(5)');
+  await waitUntil(async () => (await side.query<RowDataPacket[]>("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(5)'"))[0].length === 1);
+  const [[running]] = await side.query<RowDataPacket[]>("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(5)'");
+  const accepted = nodes[0]!.accepted;
+  await side.query(`KILL ${Number(running!['ID'])}`);
+  expect((await rejection(killed)).fatal).toBe(true);
+  // The check ran on a connection of its own and found the node answering: no event, still online.
+  await waitUntil(() => nodes[0]!.accepted > accepted, 5_000);
+  await waitUntil(async () => (await side.query<RowDataPacket[]>("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SHOW GLOBAL STATUS%'"))[0].length === 0);
+  expect(events).toEqual([]);
+  expect(cluster.stats()['n0']!.state).toBe('online');
+
+  const lost = cluster.query('SELECT SLEEP(5)');
+  await waitUntil(async () => (await side.query<RowDataPacket[]>("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(5)'"))[0].length === 1);
+  await nodes[0]!.down(); // its connections cut, nothing listens any more
+  expect((await rejection(lost)).fatal).toBe(true);
+  await waitUntil(() => events.includes('offline:n0'), 5_000); // no other call needed to find out
+  expect(cluster.stats()['n0']).toMatchObject({ state: 'offline', probing: true });
+  expect(cluster.stats()['n0']!.reason).toMatch(/^ECONNREFUSED/);
+});
+
 test('no password in the reasons, the stats or what the cluster prints', async () => {
   const cluster = createPoolCluster({ clusterAware: true });
   opened.push(cluster);

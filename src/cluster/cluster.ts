@@ -25,11 +25,11 @@ import type { TransactionOptions } from '../tx/run';
 import type { BeginOptions } from '../tx/sql';
 import type { Transaction } from '../tx/transaction';
 import type { NodeTransition, PoolClusterEventMap } from './events';
-import { unavailability } from './failure';
+import { connectionLost, unavailability } from './failure';
 import { canServe, notReady, queryHealth, type NodeHealth } from './health';
 import { PoolNamespace, type NamespaceHost, type StatementOptions } from './namespace';
 import { ClusterNode, type NodeState } from './node';
-import { Probe, type ProbeOutcome } from './probe';
+import { checkNow, Probe, type ProbeOutcome } from './probe';
 import { resolveClusterOptions, selectorName, type PoolClusterOptions, type PoolClusterSelector, type ResolvedClusterOptions } from './options';
 import { checkPattern, patternKey, patternRegExp, type NodePattern } from './selector';
 
@@ -107,6 +107,8 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
   private everScoped = false;
   /** Background probes of offline cluster-aware nodes (at most one per node). */
   private readonly probes = new Map<ClusterNode, Probe>();
+  /** Nodes being checked after a lost connection (`verify`), with the check: `end()` waits for them. */
+  private readonly verifying = new Map<ClusterNode, Promise<void>>();
 
   /** @internal Use `createPoolCluster()`. */
   constructor(options?: PoolClusterOptions) {
@@ -241,7 +243,8 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
     for (const probe of this.probes.values()) probe.stop();
     this.probes.clear();
     const ends = [...this.nodes.values()].map((node) => node.pool.end());
-    this.ending = Promise.all([...ends, ...this.retiring]).then(noValue);
+    // A check under way holds a connection of its own (bounded by connectTimeout and the check's timeout).
+    this.ending = Promise.all([...ends, ...this.retiring, ...this.verifying.values()]).then(noValue);
     return this.ending;
   }
 
@@ -332,6 +335,7 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
   /** @internal A checkout failed on `node` before the caller's code ran (see `NamespaceHost`). */
   checkoutFailed(node: ClusterNode, error: unknown): boolean {
     if (this.takenDown(node, error)) return true;
+    if (connectionLost(error)) this.verify(node);
     if (!isNodeFailure(error)) return false;
     // mysql2's `_increaseErrorCount`.
     const outcome = node.checkoutFailed(describeError(error));
@@ -347,7 +351,9 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
 
   /** @internal The caller's statement or callback failed on `node` (see `NamespaceHost`). */
   statementFailed(node: ClusterNode, error: unknown): boolean {
-    return this.takenDown(node, error) || node.probing;
+    if (this.takenDown(node, error)) return true;
+    if (connectionLost(error)) this.verify(node);
+    return node.probing;
   }
 
   /** @internal mysql2's `_decreaseErrorCount`. */
@@ -389,6 +395,23 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
       this.probe(node);
     }
     return true;
+  }
+
+  /**
+   * A connection of a cluster-aware node was lost: one `KILL`, or the node
+   * died? Checked at once on a connection of its own (one check at a time per
+   * node): a node that refuses it, or cannot serve, goes offline now rather
+   * than at the next call that happens to pick it.
+   */
+  private verify(node: ClusterNode): void {
+    if (!node.aware || node.probing || node.state === 'removed' || this.closed || this.verifying.has(node)) return;
+    const check = checkNow(node.pool).then((outcome) => {
+      this.verifying.delete(node);
+      if (outcome.health !== undefined) node.noteHealth(outcome.health);
+      if (outcome.serving || this.closed) return;
+      this.takenDown(node, outcome.error ?? (outcome.health !== undefined ? notReady(outcome.health) : undefined));
+    });
+    this.verifying.set(node, check);
   }
 
   /** Starts (or keeps) the background probe of an offline cluster-aware node. */

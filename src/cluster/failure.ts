@@ -8,14 +8,15 @@
  * |---|---|---|---|
  * | connect refused / timed out / unreachable, server shutting down, `ERR_NODE_NOT_READY` | unavailable | nothing ran: re-run | nothing ran: goes elsewhere |
  * | 1047 (Galera: not synced with a primary component) | unavailable | refused: re-run | refused before it ran: goes elsewhere |
- * | connection lost (reset, closed, killed) before COMMIT was sent | fine (one connection; a dead node refuses the next connect) | rolled back with the connection: re-run | may have run: never re-sent |
+ * | connection lost (reset, closed, killed) before COMMIT was sent | checked at once (a dead node refuses the check) | rolled back with the connection: re-run | may have run: never re-sent |
  * | 1213 (deadlock, Galera certification failure), 1205 | fine | rolled back: re-run | rolled back: re-sent with `retries` |
  * | `ERR_COMMIT_OUTCOME_UNKNOWN` (connection lost during COMMIT, 1180) | fine | may have committed: never | - |
  * | anything else (the caller's own errors, 1062, timeouts...) | fine | thrown as it is | thrown as it is |
  *
  * A lost connection alone does not take a node offline: a `KILL`, a network
- * blip or a proxy's restart loses one connection of a healthy node. A node
- * that is really down refuses the next connect, and that does.
+ * blip or a proxy's restart loses one connection of a healthy node. It makes
+ * the cluster check the node at once, on a connection of its own (probe.ts,
+ * `checkNow`): a node that is really down refuses it, and that does.
  */
 import { RollbackPoolError } from '../errors';
 import type { Transaction } from '../tx/transaction';
@@ -57,7 +58,7 @@ export function unavailability(error: unknown): string | undefined {
 }
 
 /** The connection itself went (reset, closed by the server, killed, destroyed), whatever the node's state. */
-function connectionLost(error: unknown): boolean {
+export function connectionLost(error: unknown): boolean {
   if (error instanceof RollbackPoolError) return error.code === 'ERR_CONNECTION_LOST';
   return fields(error).fatal === true;
 }

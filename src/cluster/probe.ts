@@ -94,6 +94,27 @@ export class Probe {
   }
 }
 
+/**
+ * One check, now, on a connection of its own (not one of the pool's: an idle
+ * connection to a node that just died may not know it yet, and a node that
+ * refuses new connections is down whatever its old ones say). `error` is why
+ * it failed, when it did not answer.
+ */
+export async function checkNow(pool: Pool): Promise<ProbeOutcome & { error?: unknown }> {
+  let conn: Awaited<ReturnType<Pool['openSideConnection']>> | undefined;
+  try {
+    conn = await pool.openSideConnection();
+    conn.on('error', () => undefined);
+    const [rows] = await conn.query({ sql: HEALTH_SQL, timeout: PROBE_TIMEOUT_MS });
+    const health = readHealth(rows);
+    return { serving: canServe(health), health, reason: `check: ${describeHealth(health)}` };
+  } catch (error) {
+    return { serving: false, error, reason: `check failed: ${describe(error)}` };
+  } finally {
+    conn?.destroy();
+  }
+}
+
 function describe(error: unknown): string {
   const e = error as { code?: unknown; message?: unknown } | null;
   const code = typeof e?.code === 'string' ? e.code : undefined;
