@@ -28,7 +28,7 @@
  * cluster, prints its URLs and stops it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, chownSync, closeSync, constants, mkdirSync, openSync, rmSync } from 'node:fs';
+import { accessSync, chownSync, closeSync, constants, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -149,6 +149,18 @@ export function galeraMissing(): string | undefined {
 export async function startGaleraCluster(options: GaleraClusterOptions = {}): Promise<GaleraCluster> {
   const missing = galeraMissing();
   if (missing !== undefined) throw new Error(`Cannot start a Galera cluster: ${missing}`);
+  // Ports are checked free when picked, and bound seconds later: another process may take one first.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (error) {
+      if (attempt >= 3 || !String(error).includes('Address already in use')) throw error;
+      options.log?.('a port was taken meanwhile: starting again on other ports');
+    }
+  }
+}
+
+async function startOnce(options: GaleraClusterOptions): Promise<Cluster> {
   const size = options.size ?? 3;
   const log = options.log ?? ((): void => undefined);
   const startedAt = Date.now();
@@ -163,8 +175,8 @@ export async function startGaleraCluster(options: GaleraClusterOptions = {}): Pr
     log('initialising the first node\'s data directory...');
     await first.install();
     // Bootstrapped once and shut down cleanly, its data directory (with the cluster's state id and
-    // position) is copied to the others: then they join with nothing to transfer, instead of one
-    // rsync SST after the other (4 s each, the donor blocked meanwhile).
+    // position) is copied to the others: then each joins by IST of the few write sets since (about
+    // 2 s), instead of one rsync SST of everything after the other (4 s each, the donor blocked meanwhile).
     log('bootstrapping the first node once, to copy its state...');
     await first.launch(true);
     await first.waitServing(bound);
@@ -508,26 +520,45 @@ function executable(path: string): boolean {
   }
 }
 
-/** `n` distinct free loopback ports: all held open at once, then released. */
+/**
+ * `n` distinct free loopback ports, below the kernel's ephemeral range: a port
+ * from that range (what `listen(0)` hands out) can be taken by any outgoing
+ * connection before the node binds it, seconds later. Each is checked free by
+ * binding it; all are held at once, then released.
+ */
 async function freePorts(n: number): Promise<number[]> {
+  const [low] = ephemeralRange();
   const servers: Server[] = [];
+  const ports = new Set<number>();
   try {
-    for (let i = 0; i < n; i++) {
+    for (let tries = 0; ports.size < n; tries++) {
+      if (tries > n * 50) throw new Error('could not find free loopback ports');
+      const port = 10_000 + Math.floor(Math.random() * Math.max(1, low - 10_000));
+      if (ports.has(port)) continue;
       const server = createServer();
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve());
+      const bound = await new Promise<boolean>((resolve) => {
+        server.once('error', () => resolve(false));
+        server.listen(port, '127.0.0.1', () => resolve(true));
       });
+      if (!bound) continue;
       servers.push(server);
+      ports.add(port);
     }
-    return servers.map((s) => {
-      const address = s.address();
-      if (address === null || typeof address === 'string') throw new Error('no TCP port');
-      return address.port;
-    });
+    return [...ports];
   } finally {
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
+}
+
+/** `net.ipv4.ip_local_port_range` (Linux), or the IANA default elsewhere. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && low > 10_100) return [low, high];
+  } catch {
+    // not Linux
+  }
+  return [49_152, 65_535];
 }
 
 function sleep(ms: number): Promise<void> {
