@@ -236,7 +236,7 @@ export function findMariadbd(): string | undefined {
   return findExecutable(['mariadbd'], ['/usr/sbin', '/usr/bin']);
 }
 
-function findExecutable(names: string[], dirs: string[]): string | undefined {
+export function findExecutable(names: string[], dirs: string[]): string | undefined {
   const searchDirs = [...dirs, ...(process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '')];
   for (const name of names) {
     for (const dir of searchDirs) {
@@ -257,7 +257,7 @@ function userArgs(): string[] {
   return process.getuid?.() === 0 ? ['--user=root'] : [];
 }
 
-async function runToCompletion(binary: string, args: string[], log: string): Promise<void> {
+export async function runToCompletion(binary: string, args: string[], log: string): Promise<void> {
   const fd = openSync(log, 'a');
   const child = spawn(binary, args, { stdio: ['ignore', fd, fd] });
   closeSync(fd);
@@ -267,14 +267,14 @@ async function runToCompletion(binary: string, args: string[], log: string): Pro
       child.once('error', reject);
       child.once('exit', resolve);
     });
-    if (code !== 0) throw new Error(`${binary} failed (exit ${String(code)}); ${await tail(log)}`);
+    if (code !== 0) throw new Error(`${binary} failed (exit ${String(code)}); ${await tail(log, 40)}`);
   } finally {
     clearTimeout(timer);
   }
 }
 
 /** A port the OS just handed out; another process could grab it first, but that is unlikely. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -286,9 +286,9 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function tail(log: string): Promise<string> {
+export async function tail(log: string, lines = 15): Promise<string> {
   const text = await readFile(log, 'utf8').catch(() => '');
-  return `last lines of ${log}:\n${text.split('\n').slice(-15).join('\n')}`;
+  return `last lines of ${log}:\n${text.split('\n').slice(-lines).join('\n')}`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -5,7 +5,14 @@
  * Options: --minutes N (default 10; fractions allowed), --workers N (8),
  * --connections N (connectionLimit, 5), --fault-interval-ms N (400),
  * --restart-every-s N (120; 0 for none), --seed N.
+ *
+ * `npm run soak -- --cluster --minutes 10`: the same ledger soak against a
+ * private 3-node Galera cluster through createPoolCluster, with node kills,
+ * partitions and rejoins (soak/cluster.ts). Options: --minutes, --workers,
+ * --connections (per node, 4), --node-fault-every-s N (20),
+ * --conn-kill-every-ms N (500), --seed.
  */
+import { formatClusterSummary, runClusterSoak } from './cluster';
 import { formatSummary, runSoak } from './run';
 
 function arg(name: string, fallback: number): number {
@@ -22,6 +29,7 @@ function arg(name: string, fallback: number): number {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--cluster')) return cluster();
   const minutes = arg('minutes', 10);
   const restartEveryS = arg('restart-every-s', 120);
   const seedArg = arg('seed', -1);
@@ -37,6 +45,22 @@ async function main(): Promise<void> {
   console.log('');
   console.log(formatSummary(summary));
   // No process.exit() on success: the process ending by itself is part of the check (nothing left open).
+  if (summary.violations.length > 0) process.exitCode = 1;
+}
+
+async function cluster(): Promise<void> {
+  const seedArg = arg('seed', -1);
+  const summary = await runClusterSoak({
+    durationMs: Math.max(20_000, Math.round(arg('minutes', 10) * 60_000)),
+    workers: arg('workers', 8),
+    connectionLimit: arg('connections', 4),
+    nodeFaultEveryMs: arg('node-fault-every-s', 20) * 1000,
+    connKillEveryMs: arg('conn-kill-every-ms', 500),
+    ...(seedArg >= 0 ? { seed: seedArg } : {}),
+    log: (line) => console.log(`[soak ${new Date().toISOString().slice(11, 19)}] ${line}`),
+  });
+  console.log('');
+  console.log(formatClusterSummary(summary));
   if (summary.violations.length > 0) process.exitCode = 1;
 }
 

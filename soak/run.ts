@@ -486,7 +486,7 @@ function finalize(summary: SoakSummary, leaked: string[]): SoakSummary {
   return summary;
 }
 
-function gcFunction(): (() => void) | undefined {
+export function gcFunction(): (() => void) | undefined {
   const existing = (globalThis as { gc?: () => void }).gc;
   if (typeof existing === 'function') return existing;
   try {

@@ -144,8 +144,14 @@ export class CheckoutProbe {
   }
 }
 
+/**
+ * What the workers run on: a Pool, or a PoolCluster (the same calls, each on
+ * a node the cluster picks; a scope stays on its node).
+ */
+export type SoakTarget = Pick<Pool, 'begin' | 'getConnection' | 'transaction' | 'withScope' | 'query' | 'execute'>;
+
 export interface WorkloadContext {
-  pool: Pool;
+  pool: SoakTarget;
   ledger: Ledger;
   readsTable: string;
   /** Where a two-phase scope writes the twin of its token, on its second connection. */

@@ -25,6 +25,8 @@ export type RollbackPoolErrorCode =
   | 'ERR_CLUSTER_NODE_EXISTS'
   | 'ERR_UNSUPPORTED_VERSION'
   | 'ERR_UNSUPPORTED_DIALECT'
+  | 'ERR_NODE_NOT_READY'
+  | 'ERR_TWO_PHASE_UNSUPPORTED'
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
   | 'POOL_NOEXIST'
   /** mysql2's own code, kept so that `err.code` checks written for mysql2 still work. */
@@ -303,6 +305,38 @@ export class ReplicaWriteError extends RollbackPoolError {
   }
 }
 
+/** What a Galera node says about itself (`SHOW GLOBAL STATUS`): whether it can serve. */
+export interface GaleraNodeState {
+  /** `wsrep_ready`: the node accepts queries. */
+  readonly ready: boolean;
+  /** `wsrep_local_state`: 4 is Synced (1 Joining, 2 Donor/Desynced, 3 Joined, 0 not in a primary component). */
+  readonly localState: number;
+  /** `wsrep_local_state_comment`: `Synced`, `Donor/Desynced`, `Joining`, `Initialized`... */
+  readonly stateComment: string;
+  /** `wsrep_cluster_status`: `Primary`, `non-Primary` or `Disconnected`. */
+  readonly clusterStatus: string;
+}
+
+/**
+ * A pool cluster refused a new connection to a Galera node that cannot serve
+ * (not `wsrep_ready = ON` with `wsrep_local_state = 4`, Synced): a node that
+ * lost its primary component, is joining, or is a donor. The node is taken
+ * offline and probed until it serves again; the call went to another node if
+ * one was online.
+ */
+export class NodeNotReadyError extends RollbackPoolError {
+  /** The node's state, as it reported it. */
+  readonly state: GaleraNodeState;
+  constructor(state: GaleraNodeState) {
+    super(
+      'ERR_NODE_NOT_READY',
+      `The Galera node cannot serve: wsrep_ready ${state.ready ? 'ON' : 'OFF'}, wsrep_local_state ${state.localState} ` +
+        `(${state.stateComment || 'unknown'}), wsrep_cluster_status ${state.clusterStatus || 'unknown'}.`,
+    );
+    this.state = state;
+  }
+}
+
 /**
  * An integration that replaces a library's internals (`rollback-pool/sequelize`)
  * was given a version of that library it was not tested with. Nothing was
@@ -340,5 +374,22 @@ export class UnsupportedDialectError extends RollbackPoolError {
   constructor(library: string, dialect: string, hint: string) {
     super('ERR_UNSUPPORTED_DIALECT', `rollback-pool cannot run ${library}'s ${JSON.stringify(dialect)} dialect: ${hint}`);
     this.dialect = dialect;
+  }
+}
+
+/**
+ * A two-phase request scope (`twoPhase: true`) on a server with
+ * `@@wsrep_on` (MariaDB Galera): Galera does not support XA transactions (it
+ * answers `XA START` with 1235), so the scope is refused before any XA
+ * statement is sent. Use a plain scope: on one Galera node a transaction is
+ * already replicated atomically to every node.
+ */
+export class TwoPhaseUnsupportedError extends RollbackPoolError {
+  constructor() {
+    super(
+      'ERR_TWO_PHASE_UNSUPPORTED',
+      'twoPhase scopes need XA transactions, which MariaDB Galera does not support (@@wsrep_on is ON; XA START would fail ' +
+        'with 1235). Nothing was sent. Use a plain scope (twoPhase: false): on one Galera node, its transaction is replicated atomically.',
+    );
   }
 }

@@ -54,7 +54,7 @@ export type {
   RollbackErrorEvent,
   RollbackEvent,
 } from './pool/events';
-export { createPoolCluster, PoolCluster, PoolNamespace, type NodePattern, type NodeState, type PoolClusterEventMap, type PoolClusterNodeSummary, type PoolClusterOptions, type PoolClusterSelector, type ResolvedClusterOptions, type SelectorName } from './cluster/index';
+export { createPoolCluster, PoolCluster, PoolNamespace, type ClusterAwareness, type NodePattern, type NodeState, type NodeTransition, type PoolClusterEventMap, type PoolClusterNodeStats, type PoolClusterNodeSummary, type PoolClusterOptions, type PoolClusterSelector, type ResolvedClusterOptions, type SelectorName, type StatementOptions } from './cluster/index';
 export { CHANNEL_NAMES, type DiagnosticsMessages, type ReleaseOutcome } from './pool/diagnostics';
 export * from './errors';
 export * from './replica/index';

@@ -205,7 +205,7 @@ describe('typed errors where mysql2 fails late or silently', () => {
     for (const [options, option] of bad) {
       expect(() => createPoolCluster(options as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', option }));
     }
-    expect(createPoolCluster().config).toEqual({ canRetry: true, removeNodeErrorCount: 5, restoreNodeTimeout: 0, defaultSelector: 'RR' });
+    expect(createPoolCluster().config).toEqual({ canRetry: true, removeNodeErrorCount: 5, restoreNodeTimeout: 0, defaultSelector: 'RR', clusterAware: 'auto' });
     expect(createPoolCluster({ removeNodeErrorCount: 0, defaultSelector: 'order' }).config).toMatchObject({ removeNodeErrorCount: 0, defaultSelector: 'ORDER' });
   });
 

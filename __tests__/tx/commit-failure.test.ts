@@ -5,9 +5,10 @@
  *
  * MariaDB has no natural way to make a plain COMMIT fail without losing the connection,
  * so a TCP proxy (../support/fault-proxy.ts) injects the faults at exact points: it rewrites the COMMIT
- * into a SIGNAL (the error packet, errno 1180 ER_ERROR_DURING_COMMIT, comes from the real
- * server), cuts the connection at the ROLLBACK, or lets COMMIT reach the server and drops
- * its reply.
+ * into a SIGNAL (the error packet comes from the real server), cuts the connection at the
+ * ROLLBACK, or lets COMMIT reach the server and drops its reply. An error reply to COMMIT is
+ * a refusal (1105 here), except 1180 ER_ERROR_DURING_COMMIT: Galera answers it when the write
+ * set's replication failed part way, and it may have committed elsewhere (outcome unknown).
  */
 import type { RollbackPoolError } from '../../src/index';
 import { mysqlUrl } from '../support/db';
@@ -16,7 +17,8 @@ import { startProxy, type Proxy, type QueryAction } from '../support/fault-proxy
 
 const db = sideDb('tx_commit_fail');
 
-const FAILING_COMMIT = "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1180, MESSAGE_TEXT = 'Got error during COMMIT (injected by the test proxy)'";
+const FAILING_COMMIT = "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1105, MESSAGE_TEXT = 'COMMIT refused (injected by the test proxy)'";
+const COMMIT_1180 = "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1180, MESSAGE_TEXT = 'Got error 6 during COMMIT (injected by the test proxy)'";
 
 let proxy: Proxy;
 /** What the proxy does with the next COMMIT / ROLLBACK (reset before each test). */
@@ -46,7 +48,7 @@ test('COMMIT fails, the ROLLBACK works: the commit error is thrown, nothing is c
     onCommit = { rewrite: FAILING_COMMIT };
 
     const error = await rejection(tx.commit());
-    expect(codeOf(error)).toBe(1180);
+    expect(codeOf(error)).toBe(1105);
     expect(error.rollbackError).toBeUndefined();
     expect(tx.state).toBe('rolledBack');
     expect(codeOf(await rejection(tx.query('SELECT 1')))).toBe('ERR_TX_CLOSED');
@@ -74,7 +76,7 @@ test('COMMIT fails and the ROLLBACK fails too: the commit error is thrown with t
     const destroyed = nextEvent(pool, 'destroy');
 
     const error = await rejection(tx.commit());
-    expect(codeOf(error)).toBe(1180); // the commit error stays the primary one
+    expect(codeOf(error)).toBe(1105); // the commit error stays the primary one
     expect(error.rollbackError).toBeDefined();
     expect(error.rollbackError.fatal).toBe(true);
     expect(Object.keys(error)).not.toContain('rollbackError');
@@ -165,9 +167,38 @@ test('pool.transaction(): a failing COMMIT rejects the caller with the commit er
         return 'done';
       }),
     );
-    expect(codeOf(error)).toBe(1180);
+    expect(codeOf(error)).toBe(1105);
     expect(await ids(db.side(), table)).toEqual([]);
     expect(pool.stats()).toMatchObject({ total: 1, idle: 1, destroyed: 0 });
+  } finally {
+    await pool.end();
+  }
+});
+
+test('COMMIT answered 1180 (Galera: replication failed part way): ERR_COMMIT_OUTCOME_UNKNOWN, no ROLLBACK sent, the connection closed', async () => {
+  const table = await db.table();
+  const pool = testPool({ connectionLimit: 1 }, proxy.url);
+  const seen: string[] = [];
+  try {
+    const tx = await pool.begin();
+    const threadId = tx.threadId;
+    await tx.query(`INSERT INTO ${table} (id) VALUES (1)`);
+    onCommit = { rewrite: COMMIT_1180 };
+    onRollback = 'cut'; // a ROLLBACK sent after it would be seen here
+    pool.on('abandon', () => seen.push('abandon'));
+    pool.on('rollbackError', () => seen.push('rollbackError'));
+    pool.on('destroy', ({ reason }) => seen.push(`destroy:${reason}`));
+
+    const error: RollbackPoolError = await rejection(tx.commit());
+    expect(codeOf(error)).toBe('ERR_COMMIT_OUTCOME_UNKNOWN');
+    expect(codeOf(error.cause)).toBe(1180);
+    expect(tx.state).toBe('outcomeUnknown');
+    expect(seen).toEqual(['destroy:COMMIT failed with 1180 (ER_ERROR_DURING_COMMIT): outcome unknown']);
+    onCommit = 'forward';
+    onRollback = 'forward';
+    expect(await scalar(pool, 'SELECT CONNECTION_ID()')).not.toBe(threadId);
+    await waitUntil(async () => !(await isRowLocked(db.side(), table, 1)), 5_000);
+    expect(await ids(db.side(), table)).toEqual([]);
   } finally {
     await pool.end();
   }

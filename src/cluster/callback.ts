@@ -81,9 +81,9 @@ export class CallbackPoolCluster extends EventEmitter<PoolClusterEventMap> {
     // Forwarded as they happen. A listener here that throws throws inside the promise cluster's
     // emit, which rethrows it on the next tick (an uncaught exception) after finishing its bookkeeping.
     this.cluster.on('warn', (error) => this.emit('warn', error));
-    this.cluster.on('remove', (id) => this.emit('remove', id));
-    this.cluster.on('offline', (id) => this.emit('offline', id));
-    this.cluster.on('online', (id) => this.emit('online', id));
+    this.cluster.on('remove', (id, transition) => this.emit('remove', id, transition));
+    this.cluster.on('offline', (id, transition) => this.emit('offline', id, transition));
+    this.cluster.on('online', (id, transition) => this.emit('online', id, transition));
   }
 
   /** The validated options, defaults filled in. */

@@ -1,9 +1,12 @@
 /**
  * PoolCluster: mysql2's `createPoolCluster` on rollback-pool pools. It keeps
- * the nodes (each a public `Pool`, built with `new Pool(config)` and used
- * through its public API only), finds the nodes a pattern matches, applies
- * the health rules of `node.ts` to what namespaces report, and emits mysql2's
- * events. Picking a node and failing over is the namespace's job (`namespace.ts`).
+ * the nodes (each a `Pool`, built with `new Pool(config)` and used through
+ * its public API, plus one internal hook: the connect check of a
+ * cluster-aware node, `health.ts`), finds the nodes a pattern matches,
+ * applies the health rules of `node.ts` to what namespaces report (`failure.ts`
+ * says what an error means), runs the background probes of offline
+ * cluster-aware nodes (`probe.ts`), and emits mysql2's events. Picking a node,
+ * failing over and retrying is the namespace's job (`namespace.ts`).
  *
  * The cluster itself has two states: open, then closed by `end()` (every
  * call rejects with `ERR_POOL_CLOSED` and nothing is counted; mysql2 would
@@ -11,8 +14,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { InspectOptions } from 'node:util';
-import type { ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
-import { ClusterNodeExistsError, InvalidOptionError, PoolClosedError } from '../errors';
+import type { Connection as RawConnection, ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues } from 'mysql2';
+import { ClusterNodeExistsError, InvalidOptionError, PoolClosedError, RollbackPoolError, type GaleraNodeState } from '../errors';
 import { inspectAs, inspectSymbol } from '../inspect';
 import type { PoolOptions } from '../options';
 import type { PoolConnection } from '../pool/lease';
@@ -21,9 +24,12 @@ import type { ScopeOptions } from '../scope/scope';
 import type { TransactionOptions } from '../tx/run';
 import type { BeginOptions } from '../tx/sql';
 import type { Transaction } from '../tx/transaction';
-import type { PoolClusterEventMap } from './events';
-import { PoolNamespace, type NamespaceHost } from './namespace';
+import type { NodeTransition, PoolClusterEventMap } from './events';
+import { connectionLost, unavailability } from './failure';
+import { canServe, notReady, queryHealth, type NodeHealth } from './health';
+import { PoolNamespace, type NamespaceHost, type StatementOptions } from './namespace';
 import { ClusterNode, type NodeState } from './node';
+import { checkNow, Probe, type ProbeOutcome } from './probe';
 import { resolveClusterOptions, selectorName, type PoolClusterOptions, type PoolClusterSelector, type ResolvedClusterOptions } from './options';
 import { checkPattern, patternKey, patternRegExp, type NodePattern } from './selector';
 
@@ -35,9 +41,46 @@ export interface PoolClusterNodeSummary {
   state: NodeState;
   /** Failed checkouts not yet paid back by successful ones. */
   errorCount: number;
+  /** Why it is in its state (its last transition), if it ever changed. */
+  reason: string | undefined;
   /** The node pool's own summary: where it connects (host, port, user, database), whether it is closed, its stats. */
   pool: { connection: { host?: string; port?: number; user?: string; database?: string }; closed: boolean; stats: PoolStats };
 }
+
+/** One node in `cluster.stats()`. */
+export interface PoolClusterNodeStats {
+  /** `online`, `offline` or (for a node removed meanwhile) `removed`. */
+  readonly state: NodeState;
+  /** Watched as a cluster member (see `clusterAware`). */
+  readonly clusterAware: boolean;
+  /** Whether the server runs Galera, once a connection told (undefined before). */
+  readonly galera: boolean | undefined;
+  /** Offline until its background probe finds it able to serve (cluster-aware nodes). */
+  readonly probing: boolean;
+  /** Why it is in its state: the reason of its last transition (undefined if it never changed). */
+  readonly reason: string | undefined;
+  /** Milliseconds since that transition (or since the node was added). */
+  readonly sinceMs: number;
+  /** Failed checkouts not yet paid back (mysql2's count). */
+  readonly errorCount: number;
+  /** Times it went offline since it was added. */
+  readonly offlineCount: number;
+  /** Times it came back online since it was added. */
+  readonly onlineCount: number;
+  /** Calls that failed on it and went to another node instead (failover). */
+  readonly failovers: number;
+  /** Transactions re-run, and statements sent again, after failing on it (`retries`). */
+  readonly retries: number;
+  /** Background probes run. */
+  readonly probes: number;
+  /** Its Galera state as last seen (a connect check or a probe). */
+  readonly lastState: GaleraNodeState | undefined;
+  /** The node pool's own stats. */
+  readonly pool: PoolStats;
+}
+
+/** Longest wait between two probes of a cluster-aware node when `restoreNodeTimeout` is 0. */
+const DEFAULT_PROBE_CAP_MS = 1_000;
 
 const CALLBACK_NOT_AVAILABLE = 'Callback function is not available with promise clients.';
 
@@ -62,6 +105,10 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
   /** `end()` of pools whose node was removed, still under way: the cluster's `end()` waits for them too. */
   private readonly retiring = new Set<Promise<void>>();
   private everScoped = false;
+  /** Background probes of offline cluster-aware nodes (at most one per node). */
+  private readonly probes = new Map<ClusterNode, Probe>();
+  /** Nodes being checked after a lost connection (`verify`), with the check: `end()` waits for them. */
+  private readonly verifying = new Map<ClusterNode, Promise<void>>();
 
   /** @internal Use `createPoolCluster()`. */
   constructor(options?: PoolClusterOptions) {
@@ -100,7 +147,10 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
     // Checked before the pool is made: a refused node must leave nothing behind.
     if (this.nodes.has(id)) throw new ClusterNodeExistsError(id);
     const pool = new Pool(options);
-    this.nodes.set(id, new ClusterNode(id, pool, this.config));
+    const node = new ClusterNode(id, pool, this.config);
+    // Set before the pool's first connect (pools connect lazily): every connection of the node is checked.
+    if (this.config.clusterAware !== false) pool.connectCheck = (raw) => this.checkConnection(node, raw);
+    this.nodes.set(id, node);
     this.serviceable.push(id);
     this.findCache.clear();
     return id;
@@ -158,14 +208,14 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
     return namespace.getConnection();
   }
 
-  /** `of().query()`: one statement on any node (mysql2/promise's cluster declares it, and rejects with a TypeError). */
-  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
-    return this.of().query<T>(sql, values);
+  /** `of().query()`: one statement on any node (mysql2/promise's cluster declares it, and rejects with a TypeError); `options.retries` as there. */
+  query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues, options?: StatementOptions): Promise<[T, FieldPacket[]]> {
+    return this.of().query<T>(sql, values, options);
   }
 
-  /** `of().execute()`: one prepared statement on any node. */
-  execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
-    return this.of().execute<T>(sql, values);
+  /** `of().execute()`: one prepared statement on any node; `options.retries` as `query`. */
+  execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues, options?: StatementOptions): Promise<[T, FieldPacket[]]> {
+    return this.of().execute<T>(sql, values, options);
   }
 
   /** `of().begin()`: `Pool.begin()` on a node picked by the default selector (see `PoolNamespace.begin`). */
@@ -190,8 +240,11 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
    */
   end(): Promise<void> {
     if (this.ending) return this.ending;
+    for (const probe of this.probes.values()) probe.stop();
+    this.probes.clear();
     const ends = [...this.nodes.values()].map((node) => node.pool.end());
-    this.ending = Promise.all([...ends, ...this.retiring]).then(noValue);
+    // A check under way holds a connection of its own (bounded by connectTimeout and the check's timeout).
+    this.ending = Promise.all([...ends, ...this.retiring, ...this.verifying.values()]).then(noValue);
     return this.ending;
   }
 
@@ -200,11 +253,41 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
     await this.end();
   }
 
+  /**
+   * Per node, by id: its state and why, whether it is cluster-aware (and
+   * Galera), its last known Galera state, counters of transitions, failovers,
+   * retries and probes, and its pool's stats.
+   */
+  stats(): Record<string, PoolClusterNodeStats> {
+    const at = performance.now();
+    const result: Record<string, PoolClusterNodeStats> = {};
+    for (const id of this.serviceable) {
+      const node = this.nodes.get(id)!;
+      result[id] = {
+        state: node.state,
+        clusterAware: node.aware,
+        galera: node.galera,
+        probing: node.probing,
+        reason: node.reason,
+        sinceMs: Math.max(0, Math.round(at - node.changedAt)),
+        errorCount: node.errorCount,
+        offlineCount: node.counts.offline,
+        onlineCount: node.counts.online,
+        failovers: node.counts.failovers,
+        retries: node.counts.retries,
+        probes: this.probes.get(node)?.count ?? 0,
+        lastState: node.lastState,
+        pool: node.pool.stats(),
+      };
+    }
+    return result;
+  }
+
   /** What `JSON.stringify(cluster)` shows: its options and nodes, never a password. */
   toJSON(): { closed: boolean; config: ResolvedClusterOptions; nodes: PoolClusterNodeSummary[] } {
     const nodes = this.serviceable.map((id) => {
       const node = this.nodes.get(id)!;
-      return { id, state: node.state, errorCount: node.errorCount, pool: node.pool.toJSON() };
+      return { id, state: node.state, errorCount: node.errorCount, reason: node.reason, pool: node.pool.toJSON() };
     });
     return { closed: this.closed, config: this.config, nodes };
   }
@@ -249,20 +332,38 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
     return this.nodes.get(id);
   }
 
-  /** @internal mysql2's `_increaseErrorCount`. */
-  nodeFailed(node: ClusterNode): void {
-    const outcome = node.checkoutFailed();
+  /** @internal A checkout failed on `node` before the caller's code ran (see `NamespaceHost`). */
+  checkoutFailed(node: ClusterNode, error: unknown): boolean {
+    if (this.takenDown(node, error)) return true;
+    if (connectionLost(error)) this.verify(node);
+    if (!isNodeFailure(error)) return false;
+    // mysql2's `_increaseErrorCount`.
+    const outcome = node.checkoutFailed(describeError(error));
+    const transition = (): NodeTransition => ({ reason: `${node.errorCount} failed checkout(s) (removeNodeErrorCount ${this.config.removeNodeErrorCount}), the last: ${describeError(error)}`, error });
     if (outcome === 'offline') {
-      this.notify('offline', node.id);
+      this.notify('offline', node.id, transition());
     } else if (outcome === 'removed') {
       this.removeNode(node);
-      this.notify('remove', node.id);
+      this.notify('remove', node.id, transition());
     }
+    return true;
+  }
+
+  /** @internal The caller's statement or callback failed on `node` (see `NamespaceHost`). */
+  statementFailed(node: ClusterNode, error: unknown): boolean {
+    if (this.takenDown(node, error)) return true;
+    if (connectionLost(error)) this.verify(node);
+    return node.probing;
   }
 
   /** @internal mysql2's `_decreaseErrorCount`. */
   nodeSucceeded(node: ClusterNode): void {
-    if (node.checkoutSucceeded()) this.notify('online', node.id);
+    if (node.checkoutSucceeded()) this.notify('online', node.id, { reason: node.reason ?? 'a checkout succeeded' });
+  }
+
+  /** @internal A call left `node` for another one (failover), or ran again (retries). */
+  counted(node: ClusterNode, what: 'failovers' | 'retries'): void {
+    node.counts[what]++;
   }
 
   /** @internal */
@@ -280,8 +381,84 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
     return id;
   }
 
+  /**
+   * A cluster-aware node whose error says it cannot serve: offline at once,
+   * and probed until it can. Returns true when the node is (now) probing.
+   */
+  private takenDown(node: ClusterNode, error: unknown): boolean {
+    if (!node.aware || node.state === 'removed' || this.closed) return false;
+    const reason = unavailability(error);
+    if (reason === undefined) return false;
+    if (node.unavailable(reason)) {
+      const galera = error instanceof RollbackPoolError && error.code === 'ERR_NODE_NOT_READY' ? node.lastState : undefined;
+      this.notify('offline', node.id, { reason, error, ...(galera ? { galera } : {}) });
+      this.probe(node);
+    }
+    return true;
+  }
+
+  /**
+   * A connection of a cluster-aware node was lost: one `KILL`, or the node
+   * died? Checked at once on a connection of its own (one check at a time per
+   * node): a node that refuses it, or cannot serve, goes offline now rather
+   * than at the next call that happens to pick it.
+   */
+  private verify(node: ClusterNode): void {
+    if (!node.aware || node.probing || node.state === 'removed' || this.closed || this.verifying.has(node)) return;
+    const check = checkNow(node.pool).then((outcome) => {
+      this.verifying.delete(node);
+      if (outcome.health !== undefined) node.noteHealth(outcome.health);
+      if (outcome.serving || this.closed) return;
+      this.takenDown(node, outcome.error ?? (outcome.health !== undefined ? notReady(outcome.health) : undefined));
+    });
+    this.verifying.set(node, check);
+  }
+
+  /** Starts (or keeps) the background probe of an offline cluster-aware node. */
+  private probe(node: ClusterNode): void {
+    let probe = this.probes.get(node);
+    if (probe === undefined) {
+      const cap = this.config.restoreNodeTimeout > 0 ? this.config.restoreNodeTimeout : DEFAULT_PROBE_CAP_MS;
+      probe = new Probe(node.pool, cap, (outcome) => this.probed(node, outcome));
+      this.probes.set(node, probe);
+    }
+    probe.start();
+  }
+
+  private probed(node: ClusterNode, outcome: ProbeOutcome): void {
+    if (outcome.health !== undefined) node.noteHealth(outcome.health);
+    if (!outcome.serving || this.closed) return;
+    if (node.probeServed(outcome.reason)) {
+      this.notify('online', node.id, { reason: outcome.reason, ...(node.lastState && node.galera ? { galera: node.lastState } : {}) });
+    }
+  }
+
+  /**
+   * The connect check of every new connection of a node (unless
+   * `clusterAware: false`): on Galera, refuses a connection to a node that
+   * cannot serve (`ERR_NODE_NOT_READY`). A server without Galera, once known,
+   * is not asked again.
+   */
+  private async checkConnection(node: ClusterNode, raw: RawConnection): Promise<void> {
+    if (node.galera === false) return;
+    let health: NodeHealth;
+    try {
+      health = await queryHealth(raw);
+    } catch (error) {
+      // A server (or a proxy in front of it) that refuses the statement itself is no Galera node: never
+      // refuse its connections for that. A lost connection is a failed connect, as any.
+      if ((error as { fatal?: boolean }).fatal === true || typeof (error as { sqlState?: unknown }).sqlState !== 'string') throw error;
+      node.galera = false;
+      return;
+    }
+    node.noteHealth(health);
+    if (!canServe(health)) throw notReady(health);
+  }
+
   private removeNode(node: ClusterNode): void {
     if (!this.nodes.delete(node.id)) return;
+    this.probes.get(node)?.stop();
+    this.probes.delete(node);
     this.serviceable = this.serviceable.filter((id) => id !== node.id);
     this.findCache.clear();
     const retired = node.pool.end().then(noValue, noValue);
@@ -308,4 +485,23 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
 
 function noValue(): void {
   return undefined;
+}
+
+/**
+ * Does a failed checkout say something about the node (mysql2's rules)? A
+ * connect error (refused, unreachable, access denied, unknown database...),
+ * a connection lost during BEGIN, or no connection within `acquireTimeoutMs`
+ * (a node that does not answer): yes, as mysql2 counts every checkout error.
+ * A full pool (`waitForConnections: false`, `queueLimit`) is busy, not sick;
+ * bad options, a closed request scope: the caller's doing.
+ */
+function isNodeFailure(error: unknown): boolean {
+  if (!(error instanceof RollbackPoolError)) return true;
+  return error.code === 'ERR_ACQUIRE_TIMEOUT' || error.code === 'ERR_CONNECTION_LOST' || error.code === 'ERR_NODE_NOT_READY';
+}
+
+function describeError(error: unknown): string {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === 'string' ? e.message : String(error);
+  return typeof e?.code === 'string' && !message.includes(e.code) ? `${e.code}: ${message}` : message;
 }

@@ -29,10 +29,10 @@ export function createCallbackPoolCluster(options?: PoolClusterOptions): Callbac
   return new CallbackPoolCluster(options);
 }
 
-export { PoolCluster, type PoolClusterNodeSummary } from './cluster';
-export { PoolNamespace } from './namespace';
+export { PoolCluster, type PoolClusterNodeStats, type PoolClusterNodeSummary } from './cluster';
+export { PoolNamespace, type StatementOptions } from './namespace';
 export { CallbackPoolCluster, CallbackPoolNamespace, type ClusterConnectionCallback } from './callback';
-export type { PoolClusterEventMap } from './events';
-export type { NodeState } from './node';
+export type { NodeTransition, PoolClusterEventMap } from './events';
+export type { ClusterAwareness, NodeState } from './node';
 export type { PoolClusterOptions, PoolClusterSelector, ResolvedClusterOptions, SelectorName } from './options';
 export type { NodePattern } from './selector';

@@ -1,10 +1,11 @@
 /**
- * Pool cluster options: mysql2's four, validated once at construction so that
+ * Pool cluster options: mysql2's four and `clusterAware`, validated once at construction so that
  * a typo or a wrong value fails loudly (mysql2 reads them with `||`, so a 0
  * silently becomes the default, and an unknown selector only fails later
  * with a raw TypeError).
  */
 import { InvalidOptionError } from '../errors';
+import type { ClusterAwareness } from './node';
 
 /**
  * How a namespace picks one of the online nodes its pattern matches
@@ -46,6 +47,25 @@ export interface PoolClusterOptions {
    * `getConnection('SLAVE*')`, so this picks among them.
    */
   selector?: PoolClusterSelector;
+  /**
+   * Watch nodes as members of a cluster that fails over (MariaDB Galera).
+   * `'auto'` (default): each node's first connection asks the server
+   * (`SHOW GLOBAL STATUS`); a Galera node is cluster-aware, any other keeps
+   * mysql2's rules exactly (until that first connection, every node does).
+   * `true`: every node is cluster-aware from the start (use it for Galera, so
+   * that a node down when the application starts is handled the same way).
+   * `false`: mysql2's rules only, and no check.
+   *
+   * A cluster-aware node: every new connection of its pool is checked (on
+   * Galera `wsrep_ready = ON` and `wsrep_local_state = 4`, Synced) and refused
+   * otherwise; a refused or lost connection, a failed check or a 1047 takes it
+   * `offline` at once (whatever `removeNodeErrorCount` says), and it is
+   * probed in the background (100 ms, then doubling up to `restoreNodeTimeout`,
+   * or 1 s when that is 0) until it can serve: then `online`. It is never
+   * removed for being down. Its other failures (access denied, an unknown
+   * database) are counted as in mysql2.
+   */
+  clusterAware?: ClusterAwareness;
 }
 
 /** Cluster options after validation, defaults filled in. */
@@ -58,13 +78,15 @@ export interface ResolvedClusterOptions {
   readonly restoreNodeTimeout: number;
   /** The selector used when none is given, upper-cased. */
   readonly defaultSelector: SelectorName;
+  /** Which nodes are cluster-aware (see {@link PoolClusterOptions.clusterAware}). */
+  readonly clusterAware: ClusterAwareness;
 }
 
 /** The canonical (upper-case) selector names. */
 export type SelectorName = 'RR' | 'RANDOM' | 'ORDER';
 
 const SELECTORS: ReadonlySet<string> = new Set<SelectorName>(['RR', 'RANDOM', 'ORDER']);
-const KEYS: ReadonlySet<string> = new Set(['canRetry', 'removeNodeErrorCount', 'restoreNodeTimeout', 'defaultSelector', 'selector']);
+const KEYS: ReadonlySet<string> = new Set(['canRetry', 'removeNodeErrorCount', 'restoreNodeTimeout', 'defaultSelector', 'selector', 'clusterAware']);
 /**
  * TypeORM calls `createPoolCluster(options.replication)` with its whole
  * `replication` option: these keys are TypeORM's own (the nodes it then
@@ -87,15 +109,17 @@ export function resolveClusterOptions(input: PoolClusterOptions | undefined): Re
   for (const key of Object.keys(bag)) {
     if (!KEYS.has(key) && !TYPEORM_REPLICATION_KEYS.has(key)) throw new InvalidOptionError(key, 'no such pool cluster option (check its spelling)');
   }
-  const { canRetry = true, removeNodeErrorCount = 5, restoreNodeTimeout = 0, defaultSelector, selector } = bag;
+  const { canRetry = true, removeNodeErrorCount = 5, restoreNodeTimeout = 0, defaultSelector, selector, clusterAware = 'auto' } = bag;
   if (typeof canRetry !== 'boolean') throw new InvalidOptionError('canRetry', 'true or false');
   if (!isCount(removeNodeErrorCount)) throw new InvalidOptionError('removeNodeErrorCount', 'an integer >= 0');
   if (!isCount(restoreNodeTimeout)) throw new InvalidOptionError('restoreNodeTimeout', 'an integer >= 0 (milliseconds)');
+  if (clusterAware !== true && clusterAware !== false && clusterAware !== 'auto') throw new InvalidOptionError('clusterAware', "true, false or 'auto'");
   return Object.freeze({
     canRetry,
     removeNodeErrorCount,
     restoreNodeTimeout,
     defaultSelector: defaultSelector !== undefined ? selectorName(defaultSelector, 'defaultSelector') : selector !== undefined ? selectorName(selector, 'selector') : 'RR',
+    clusterAware,
   });
 }
 

@@ -116,6 +116,13 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private readonly connecting = new Set<() => void>();
   /** The commits seen on this pool's connections (option `trackGtid`), per replication domain the latest. */
   private readonly gtids = new GtidPosition();
+  /**
+   * @internal Run on every new connection after its baseline, before the pool
+   * uses it: a rejection refuses the connection (its acquirer gets that
+   * error). Set by the pool cluster right after it creates a node's pool, to
+   * refuse connections to a Galera node that cannot serve (src/cluster/health.ts).
+   */
+  connectCheck: ((connection: RawConnection) => Promise<void>) | undefined;
 
   /** @internal Use `createPool()`. */
   constructor(options: PoolOptions | string) {
@@ -790,9 +797,14 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
             const settings = !err && Array.isArray(rows) ? (rows[0] as { r?: unknown; m?: unknown } | undefined) : undefined;
             session.rollbackOnTimeout = Number(settings?.r) === 1;
             if (typeof settings?.m === 'string') session.connectSqlMode = settings.m;
-            this.sessions.add(session);
-            this.announce(session);
-            resolve(session);
+            const accept = (): void => {
+              if (this.closed) return failed(undefined);
+              this.sessions.add(session);
+              this.announce(session);
+              resolve(session);
+            };
+            if (this.connectCheck === undefined) return accept();
+            this.connectCheck(raw).then(accept, failed);
           });
         });
       });

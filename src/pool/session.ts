@@ -52,6 +52,13 @@ const SERVER_STATUS_AUTOCOMMIT = 0x0002;
 export const ER_LOCK_DEADLOCK = 1213;
 /** Only the statement is rolled back, unless innodb_rollback_on_timeout is ON. */
 export const ER_LOCK_WAIT_TIMEOUT = 1205;
+/**
+ * ER_UNKNOWN_COM_ERROR, which MariaDB Galera answers ("WSREP has not yet
+ * prepared node for application use") to every table statement, BEGIN and
+ * ROLLBACK included, on a node that is not synced with a primary component:
+ * refused before it ran.
+ */
+export const ER_NODE_NOT_READY = 1047;
 
 export type Callback = (err: QueryError | null, rows?: unknown, fields?: unknown) => void;
 
@@ -116,6 +123,13 @@ export class Session {
    * listeners or a streamed statement running, so that it can emit them.
    */
   onLost: ((cause: unknown) => void) | undefined;
+  /**
+   * The server answered 1047 during this lease: the node refuses everything,
+   * ROLLBACK included. If the lease leaves anything open, its ROLLBACK cannot
+   * run there, so the connection is closed at release (the server rolls back
+   * when it goes), quietly: nobody abandoned anything.
+   */
+  notReady: QueryError | undefined;
   /** Why the connection became unusable: the cause of the `ERR_CONNECTION_LOST` of later statements. */
   private lostBecause: unknown;
   private flushing: Promise<boolean> | undefined;
@@ -162,6 +176,7 @@ export class Session {
 
   /** idle -> leased. The pool calls this only on an idle (flushed) session. */
   checkout(): void {
+    this.notReady = undefined;
     this.state = 'leased';
     this.generation++;
     this.checkedOutAt = performance.now();
@@ -171,6 +186,10 @@ export class Session {
   release(): ReleaseVerdict {
     if (this.state === 'broken' || this.state === 'destroyed') return 'broken';
     if (this.inTransaction || this.autocommitOff || this.inFlight > 0 || this.characteristicsPending) {
+      if (this.notReady !== undefined) {
+        this.markBroken(`node not ready (${this.notReady.errno} ${this.notReady.message}): it refuses ROLLBACK too, so the connection is closed and the server rolls back`);
+        return 'broken';
+      }
       this.state = 'pendingRollback';
       return 'pendingRollback';
     }
@@ -561,6 +580,7 @@ export class Session {
     if (err.errno === ER_LOCK_DEADLOCK || (err.errno === ER_LOCK_WAIT_TIMEOUT && this.rollbackOnTimeout)) {
       this.inTransaction = false;
     }
+    if (err.errno === ER_NODE_NOT_READY) this.notReady = err;
   }
 
   private markBroken(reason: string, error?: unknown): void {

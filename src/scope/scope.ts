@@ -16,8 +16,8 @@ import { ScopeClosedError, ScopeCommitError } from '../errors';
 import type { AbandonReason } from '../pool/events';
 import type { LeaseOwner } from '../pool/lease';
 import { PoolConnection } from '../pool/lease';
-import type { Session } from '../pool/session';
-import { commitBranches, newGtrid, rollbackBranch, xid, type XaBranch, type XaHost } from './xa';
+import { ER_LOCK_DEADLOCK, type Session } from '../pool/session';
+import { commitBranches, newGtrid, refuseXaOnGalera, rollbackBranch, xid, type XaBranch, type XaHost } from './xa';
 
 /** What the scope's code produced: a value, or the error it threw. */
 export type ScopeOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -30,7 +30,9 @@ export interface ScopeTransactionOptions {
   /**
    * Commit all connections or none, with XA transactions (`XA START`, then
    * `XA END` + `XA PREPARE` on every connection, a decision record, and
-   * `XA COMMIT`). Default false: one plain transaction per connection,
+   * `XA COMMIT`). Refused with `ERR_TWO_PHASE_UNSUPPORTED` on a server with
+   * `@@wsrep_on` (MariaDB Galera has no XA), before any XA statement is sent.
+   * Default false: one plain transaction per connection,
    * committed in acquisition order (a failure part way leaves the earlier
    * ones committed, and says so). Inside a two-phase scope the code cannot
    * `COMMIT`, `ROLLBACK` or `BEGIN` itself (the server refuses them in an XA
@@ -220,6 +222,10 @@ export class Scope {
           continue;
         } catch (error) {
           commitFailure = error;
+          if ((error as { errno?: number }).errno === ER_LOCK_DEADLOCK) {
+            rolledBack.push(inner.threadId); // a deadlock or a Galera certification failure: the server rolled it back
+            continue;
+          }
           failed.push({ threadId: inner.threadId, error });
           // If it is still alive and open, undo it; a dead one was rolled back by the server.
           if (inner.inTransaction) await inner.rollback().catch(() => inner.destroy());
@@ -284,6 +290,7 @@ export class Scope {
       // The scope's unit of work (guarded before it is written: a failed start is still rolled back).
       if (branch === undefined) await inner.beginTransaction();
       else {
+        await refuseXaOnGalera(this.host, inner); // before XA START: Galera would refuse it (1235)
         inner.armTransactionGuard();
         inner.session.xaBranch = branch;
         await inner.query(`XA START ${branch}`);

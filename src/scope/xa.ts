@@ -24,6 +24,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Connection as PromiseConnection, RowDataPacket } from 'mysql2/promise';
+import { TwoPhaseUnsupportedError } from '../errors';
 import type { PoolConnection } from '../pool/lease';
 
 /** Every global transaction id this library makes starts with this (then the tag of its log table). */
@@ -81,6 +82,26 @@ export interface XaCommitOutcome {
   readonly leftPrepared: XaBranch[];
   /** The first error, when the transaction did not commit everywhere. */
   readonly failure: unknown;
+}
+
+/** Whether each pool's server runs with `@@wsrep_on` (asked once per pool, by its first two-phase scope). */
+const wsrepOn = new WeakMap<XaHost, boolean>();
+
+/**
+ * Refuses a two-phase scope on MariaDB Galera before any XA statement is
+ * sent: with `@@wsrep_on` the server answers `XA START` with 1235 (XA is not
+ * supported with Galera replication), and a prepared branch could not survive
+ * a node's failure anyway. The first scope of a pool asks the server once
+ * (`SHOW VARIABLES`, no transaction); later ones are refused with no round trip.
+ */
+export async function refuseXaOnGalera(host: XaHost, lease: PoolConnection): Promise<void> {
+  let on = wsrepOn.get(host);
+  if (on === undefined) {
+    const [rows] = await lease.query<RowDataPacket[]>("SHOW VARIABLES WHERE Variable_name = 'wsrep_on'");
+    on = String(rows[0]?.['Value'] ?? 'OFF').toUpperCase() === 'ON';
+    wsrepOn.set(host, on);
+  }
+  if (on) throw new TwoPhaseUnsupportedError();
 }
 
 /** Ends (`XA END`) a branch still active. */

@@ -5,8 +5,9 @@
  *   active ──commit()──▶ committed
  *          ──rollback()──▶ rolledBack
  *          ──dispose / GC / timeout / abort / lease released──▶ abandoned
- *          ──deadlock, lock wait timeout (with rollback), DDL's implicit commit──▶ endedByServer
- *          ──connection lost during COMMIT──▶ outcomeUnknown
+ *          ──deadlock (on a statement or at COMMIT: Galera's certification failure), lock wait
+ *            timeout (with rollback), DDL's implicit commit──▶ endedByServer
+ *          ──connection lost during COMMIT, or COMMIT answered 1180──▶ outcomeUnknown
  *
  * Only `active` sends anything. Every other state rejects at once with a typed
  * error, so a late statement never reaches the server.
@@ -26,15 +27,19 @@ import {
 import type { AbandonReason } from '../pool/events';
 import type { PoolConnection } from '../pool/lease';
 import { gtidOfResult } from '../pool/gtid';
-import type { QueryOutcome, Statement } from '../pool/session';
+import { ER_LOCK_DEADLOCK, ER_NODE_NOT_READY, type QueryOutcome, type Statement } from '../pool/session';
 import { runTransaction, type TransactionOptions } from './run';
 import { beginStatements, savepointName, type BeginOptions } from './sql';
 
 /**
- * `outcomeUnknown`: the connection died during COMMIT; the server may or may
- * not have committed (`ERR_COMMIT_OUTCOME_UNKNOWN`).
+ * `outcomeUnknown`: the connection died during COMMIT, or COMMIT answered 1180
+ * (ER_ERROR_DURING_COMMIT); the server may or may not have committed
+ * (`ERR_COMMIT_OUTCOME_UNKNOWN`).
  */
 export type TransactionState = 'active' | 'committed' | 'rolledBack' | 'abandoned' | 'endedByServer' | 'outcomeUnknown';
+
+/** ER_ERROR_DURING_COMMIT: on Galera, a write set whose replication failed part way (it may have committed elsewhere). */
+const ER_ERROR_DURING_COMMIT = 1180;
 
 /** What `tx.transaction(fn, options)` (a savepoint) accepts. */
 const SAVEPOINT_OPTION_KEYS = new Set(['timeoutMs', 'signal', 'onTimeout']);
@@ -132,13 +137,16 @@ export class Transaction {
         sent++;
       }
     } catch (error) {
-      if (sent > 0) {
+      // A node that refused BEGIN (1047) refuses ROLLBACK too, and nothing was opened: a lease of our
+      // own is given back and closes quietly (Session.release), no ROLLBACK is queued on the caller's.
+      const refused = (error as QueryError).errno === ER_NODE_NOT_READY;
+      if (sent > 0 && !(refused && ownsLease)) {
         // SET TRANSACTION ISOLATION LEVEL went through but START did not: the level would
         // carry over to whatever runs next on this connection. Only closing it is certain.
         lease.destroy();
       } else if (ownsLease) {
         lease.abandon('released-in-transaction');
-      } else {
+      } else if (!refused) {
         lease.queueRollback('ROLLBACK');
       }
       throw error;
@@ -246,13 +254,31 @@ export class Transaction {
       this.committing = false;
       // A COMMIT the pool refused to send (the connection was already gone) certainly did not commit.
       const unsent = error instanceof ConnectionLostError && error.neverSent;
+      const errno = (error as QueryError).errno;
+      if (errno === ER_ERROR_DURING_COMMIT && !(error as QueryError).fatal) {
+        // Galera answers 1180 when the node drops out of the primary component while the write set is
+        // being replicated; the others may have committed it. Never guess; and close the connection, as
+        // after a lost COMMIT (its state is as unknown as the outcome; the server rolls back what is left).
+        this.end('outcomeUnknown');
+        this.lease.session.destroy('COMMIT failed with 1180 (ER_ERROR_DURING_COMMIT): outcome unknown');
+        this.releaseOwnedLease();
+        throw new CommitOutcomeUnknownError(error);
+      }
       if ((error as QueryError).fatal && !unsent) {
         this.end('outcomeUnknown'); // never guess; the handle must not be reused either way
         this.releaseOwnedLease();
         throw new CommitOutcomeUnknownError(error);
       }
+      if (errno === ER_LOCK_DEADLOCK) {
+        // The server rolled the whole transaction back (a deadlock, or a Galera certification failure):
+        // the same end as a deadlock on a statement, and no ROLLBACK to send.
+        this.end('endedByServer');
+        this.releaseOwnedLease();
+        throw error;
+      }
       this.end('rolledBack'); // a refused COMMIT leaves it open on a live connection: undo it; a dead one was rolled back
-      if (!unsent) {
+      // (1047: the node refuses ROLLBACK too; the session closes at release and the server rolls back.)
+      if (!unsent && errno !== ER_NODE_NOT_READY) {
         try {
           await this.lease.query('ROLLBACK');
         } catch (rollbackError) {
