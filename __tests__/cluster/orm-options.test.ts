@@ -44,7 +44,7 @@ function take(cluster: mysql.PoolCluster, pattern: string): Promise<CallbackConn
 test("TypeORM's whole replication option is accepted by both faces; TypeORM's own keys are ignored, its selector is the default selector", async () => {
   const promiseFace = createPoolCluster(replication({ selector: 'ORDER' }) as never);
   const callbackFace = mysql.createPoolCluster(replication({ selector: 'RANDOM' }) as never);
-  expect(promiseFace.config).toEqual({ canRetry: true, removeNodeErrorCount: 3, restoreNodeTimeout: 1_000, defaultSelector: 'ORDER' });
+  expect(promiseFace.config).toEqual({ canRetry: true, removeNodeErrorCount: 3, restoreNodeTimeout: 1_000, defaultSelector: 'ORDER', clusterAware: 'auto' });
   expect(callbackFace.config.defaultSelector).toBe('RANDOM');
   expect(promiseFace.toJSON().nodes).toEqual([]); // the nodes are TypeORM's to add
   expect(createPoolCluster(replication() as never).config.defaultSelector).toBe('RR');
