@@ -29,8 +29,8 @@ import type { AbandonReason, PoolEventMap } from './events';
 import { CallbackPool } from './callback';
 import { channels, publish, type DiagnosticsMessages } from './diagnostics';
 import { PoolConnection, type LeaseOwner } from './lease';
-import { ResourcePool } from './resource-pool';
-import { runAll, Session, type QueryOutcome, type SessionHooks, type StackHolder } from './session';
+import { ResourcePool, type Waiter } from './resource-pool';
+import { runAll, Session, type QueryOutcome, type SessionHooks, type StackHolder, type Statement } from './session';
 import { TRACK_STATE_CHANGES, watchStateChanges } from './session-state';
 
 /** A snapshot of the pool, from `pool.stats()`. */
@@ -231,11 +231,24 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   private takeConnection(): Promise<PoolConnection> {
     const takenAt = this.options.captureStacks ? captureStack('lease taken here') : undefined;
-    return this.tracedAcquire().then((session) => {
-      const lease = new PoolConnection(this, session, takenAt);
-      if (this.options.leakDetectionMs > 0) this.watchForLeak(lease);
-      return lease;
-    });
+    if (poolConnectChannel.hasSubscribers || channels.acquire.hasSubscribers) {
+      return this.tracedAcquire().then((session) => this.lease(session, takenAt));
+    }
+    // Hot path: an idle session is checked out at once (one promise); otherwise one waiter object in the queue.
+    const idle = this.resources.isClosed ? undefined : this.resources.takeIdle();
+    if (idle === undefined) {
+      return new Promise<PoolConnection>((resolve, reject) => this.resources.request(new LeaseWaiter(this, takenAt, resolve, reject)));
+    }
+    const ready = this.checkout(idle);
+    if (ready instanceof Session) return Promise.resolve(this.lease(ready, takenAt));
+    return ready.then((session) => this.lease(session, takenAt));
+  }
+
+  /** @internal A new lease on a session just checked out. */
+  lease(session: Session, takenAt: string | undefined): PoolConnection {
+    const lease = new PoolConnection(this, session, takenAt);
+    if (this.options.leakDetectionMs > 0) this.watchForLeak(lease);
+    return lease;
   }
 
   /**
@@ -633,14 +646,25 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       }
     }
     const caller = this.captureCaller(this.runOnce);
-    // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
-    const idle = this.resources.isClosed || poolConnectChannel.hasSubscribers ? undefined : this.resources.takeIdle();
-    const ready = idle === undefined ? this.tracedAcquire() : this.checkout(idle);
-    if (ready instanceof Session) {
-      if (idle !== undefined) publish('acquire', { pool: this, threadId: ready.threadId, waitMs: 0 });
-      return ready.run(method, sql, values, caller, this.releaseAfterRun);
+    if (!this.resources.isClosed && !poolConnectChannel.hasSubscribers) {
+      // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
+      const idle = this.resources.takeIdle();
+      if (idle !== undefined) {
+        const ready = this.checkout(idle);
+        if (ready instanceof Session) {
+          if (channels.acquire.hasSubscribers) publish('acquire', { pool: this, threadId: ready.threadId, waitMs: 0 });
+          return ready.run(method, sql, values, caller, this.releaseAfterRun);
+        }
+        return ready.then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
+      }
+      if (!channels.acquire.hasSubscribers) {
+        // It waits: one object in the queue and the caller's promise; the statement is sent the moment a session is handed over.
+        return new Promise<QueryOutcome>((resolve, reject) =>
+          this.resources.request(new StatementWaiter(this.releaseAfterRun, method, sql, values, caller, resolve, reject)),
+        );
+      }
     }
-    return ready.then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
+    return this.tracedAcquire().then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
   }
 
   /** pool.query / pool.execute: the session goes back as soon as its reply is in (destroyed after a read-only error). */
@@ -699,8 +723,16 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private giveBack(session: Session, how: 'release' | 'destroy'): void {
     if (!this.out.delete(session)) return;
     if (how === 'release' && session.usable && !this.resources.isClosed) {
-      this.resources.release(session);
-      if (session.state === 'idle') this.notify('release', session.raw);
+      if (session.state !== 'idle') {
+        this.resources.release(session); // flagged (lazy cleanup): no 'release' event, as before
+      } else if (this.resources.hasWaiters) {
+        // Handed straight to the oldest waiter (checked out in the same call): 'release' comes before its 'acquire'.
+        this.notify('release', session.raw);
+        this.resources.release(session);
+      } else {
+        this.resources.release(session);
+        this.notify('release', session.raw);
+      }
     } else {
       this.resources.destroy(session);
     }
@@ -790,6 +822,41 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       this.report('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
     }, this.options.leakDetectionMs);
     lease.leakTimer.unref();
+  }
+}
+
+/** A `getConnection()` waiting for a session: resolves with its lease the moment one is handed over. */
+class LeaseWaiter implements Waiter<Session> {
+  deadline = 0;
+  next: Waiter<Session> | undefined = undefined;
+  constructor(
+    private readonly pool: Pool,
+    private readonly takenAt: string | undefined,
+    private readonly resolve: (lease: PoolConnection) => void,
+    readonly failed: (error: unknown) => void,
+  ) {}
+
+  granted(session: Session): void {
+    this.resolve(this.pool.lease(session, this.takenAt));
+  }
+}
+
+/** A `pool.query` / `pool.execute` waiting for a session: its statement is sent the moment one is handed over. */
+class StatementWaiter implements Waiter<Session> {
+  deadline = 0;
+  next: Waiter<Session> | undefined = undefined;
+  constructor(
+    private readonly settled: (session: Session, error?: { errno?: number }) => void,
+    private readonly method: 'query' | 'execute',
+    private readonly sql: Statement,
+    private readonly values: unknown,
+    private readonly caller: StackHolder | undefined,
+    private readonly resolve: (outcome: QueryOutcome) => void,
+    readonly failed: (error: unknown) => void,
+  ) {}
+
+  granted(session: Session): void {
+    session.runInto(this.method, this.sql, this.values, this.caller, this.settled, this.resolve, this.failed);
   }
 }
 
