@@ -280,18 +280,21 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.openTransaction(options, true);
+    return this.openTransaction(options, true, this.captureCaller(Pool.prototype.begin));
   }
 
-  /** `watched`: guarded by the FinalizationRegistry (handles the user holds; not the runner's own). */
-  private openTransaction(options: BeginOptions | undefined, watched: boolean): Promise<Transaction> {
+  /**
+   * `watched`: guarded by the FinalizationRegistry (handles the user holds; not the runner's own).
+   * `caller`: the stack of the user's call (`pool.begin()`, `pool.transaction()`), given to the BEGIN.
+   */
+  private openTransaction(options: BeginOptions | undefined, watched: boolean, caller: StackHolder | undefined): Promise<Transaction> {
     try {
       beginStatements(options); // bad options fail before a connection is taken
     } catch (error) {
       return Promise.reject(error);
     }
     const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
-    return this.getConnection().then((lease) => Transaction.begin(lease, options, true, stack, watched));
+    return this.getConnection().then((lease) => Transaction.begin(lease, options, true, stack, watched, caller));
   }
 
   /**
@@ -301,7 +304,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
    * isolation level, read only, `timeoutMs`, `signal`, `onTimeout`, `retries`.
    */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
-    return runTransaction(() => this.openTransaction(options, false), fn, options);
+    // One stack for the statements the runner sends itself (BEGIN, COMMIT, ROLLBACK): the line that called transaction().
+    const caller = this.captureCaller(Pool.prototype.transaction);
+    return runTransaction(() => this.openTransaction(options, false, caller), fn, options, undefined, caller);
   }
 
   /** Gives a connection back (same as `connection.release()`). */
@@ -311,12 +316,12 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   /** Runs one statement on any free connection (text protocol), as mysql2. */
   query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
-    return this.runOnce('query', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.runOnce('query', sql, values, Pool.prototype.query) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Runs one prepared statement on any free connection (binary protocol), as mysql2. */
   execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
-    return this.runOnce('execute', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.runOnce('execute', sql, values, Pool.prototype.execute) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Escapes a value for SQL, with the pool's settings, as mysql2. */
@@ -424,21 +429,21 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /** @internal */
-  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction> {
+  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined, caller?: StackHolder): Promise<Transaction> {
     try {
       checkBeginKeys(options);
     } catch (error) {
       return Promise.reject(error);
     }
-    return Transaction.begin(lease, options, ownsLease, stack);
+    return Transaction.begin(lease, options, ownsLease, stack, true, caller);
   }
 
   /** @internal */
-  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T> {
+  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined, caller?: StackHolder): Promise<T> {
     const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
     // Stopped while BEGIN is in flight: the ROLLBACK is queued at once, ahead of the caller's next statement.
     const stoppedEarly = (): void => lease.queueRollback('ROLLBACK');
-    return runTransaction(() => Transaction.begin(lease, options, false, stack, false), fn, options, stoppedEarly);
+    return runTransaction(() => Transaction.begin(lease, options, false, stack, false, caller), fn, options, stoppedEarly, caller);
   }
 
   /** @internal */
@@ -635,7 +640,8 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     if (channels[kind].hasSubscribers) publish(kind, { ...event, pool: this } as DiagnosticsMessages[K]);
   }
 
-  private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<QueryOutcome> {
+  /** `below`: the public method called (`query` / `execute`): the captured stack starts at the caller's line, as in mysql2. */
+  private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown, below: Function): Promise<QueryOutcome> {
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
     }
@@ -645,7 +651,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         return scope.sharedConnection().then((lease) => (method === 'query' ? lease.query(sql, values as QueryValues) : lease.execute(sql, values as ExecuteValues)));
       }
     }
-    const caller = this.captureCaller(this.runOnce);
+    const caller = this.captureCaller(below);
     if (!this.resources.isClosed && !poolConnectChannel.hasSubscribers) {
       // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
       const idle = this.resources.takeIdle();
