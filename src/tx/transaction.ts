@@ -74,6 +74,8 @@ export class Transaction {
   private stateValue: TransactionState = 'active';
   /** Why it was abandoned: the error late calls reject with. */
   private abandonedBy: Error | undefined;
+  /** Why it was abandoned, when no error was given: the error is made only if a late call needs it. */
+  private abandonedWhy: AbandonReason | undefined;
   /** A COMMIT (or RELEASE SAVEPOINT) was sent and has not been answered yet. */
   private committing = false;
   private child: Transaction | undefined;
@@ -333,7 +335,9 @@ export class Transaction {
    */
   abandon(why: AbandonReason, reason?: Error, rollbackQueued = false): void {
     if (this.stateValue !== 'active') return;
-    this.abandonedBy = reason ?? new TransactionAbandonedError('query', describe(why));
+    // An Error (and its stack) costs more than the rest of an abandon: made lazily, for a late call only.
+    this.abandonedBy = reason;
+    this.abandonedWhy = why;
     this.end('abandoned');
     if (this.ownsLease) {
       this.lease.abandon(why, this.held.stack);
@@ -392,6 +396,9 @@ export class Transaction {
         }
         return this.committing ? new TransactionClosedError(method, 'being committed') : undefined;
       case 'abandoned':
+        if (this.abandonedBy === undefined && this.abandonedWhy !== undefined) {
+          this.abandonedBy = new TransactionAbandonedError('query', describe(this.abandonedWhy));
+        }
         return this.abandonedBy ?? new TransactionAbandonedError(method, 'abandoned');
       case 'endedByServer':
         return new TransactionEndedByServerError(method);
