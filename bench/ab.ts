@@ -16,7 +16,7 @@ import { resolve } from 'node:path';
 import { createConnection, createPool as createMysql2Pool } from 'mysql2/promise';
 import { ensureServer } from '../scripts/server';
 import * as source from '../src/index';
-import { createContender, type BenchPool, type OurPool } from './contenders';
+import { createContender, loadMariadb, type BenchPool, type OurPool } from './contenders';
 import { median, percentile } from './stats';
 import { createBenchTable, createLogTable, rowId, runFor, settled, workloads, type Entrant } from './workloads';
 
@@ -27,6 +27,7 @@ async function main(): Promise<void> {
   const connectionLimit = Number(limitArg);
   const concurrency = Number(concArg);
   const server = await ensureServer();
+  await loadMariadb();
   const side = await createConnection({ uri: server.url });
   const suffix = `${process.pid}_${randomBytes(3).toString('hex')}`;
   const table = `rp_ab_${suffix}`;
