@@ -8,7 +8,8 @@
 //
 // target: a directory holding a compiled rollback-pool (e.g. dist), or mysql2, or
 // mariadb. workload: execute | checkout | transaction | poolTransaction | abandon
-// | explicit. RP_TRACE=0 turns mysql2's `trace` off. Plain JavaScript (no tsx), so that valgrind runs only the code
+// | explicit. RP_TRACE=0 turns mysql2's `trace` off; RP_WHEN_DIRTY=1 runs ours with
+// resetOnRelease 'whenDirty'. Plain JavaScript (no tsx), so that valgrind runs only the code
 // measured. `--child` is the run itself (used by the parent).
 'use strict';
 const { execFileSync } = require('node:child_process');
@@ -36,7 +37,8 @@ if (process.argv.includes('--child')) {
     rmSync(out, { force: true });
     return Number(summary[1]);
   });
-  console.log(`${target} ${workload} c=${concArg} limit=${limitArg}: ${Math.round((counts[1] - counts[0]) / (2 * n)).toLocaleString('en-US')} instructions/op`);
+  const variant = `${process.env.RP_TRACE === "0" ? " trace:false" : ""}${process.env.RP_WHEN_DIRTY === "1" ? " whenDirty" : ""}`;
+  console.log(`${target}${variant} ${workload} c=${concArg} limit=${limitArg}: ${Math.round((counts[1] - counts[0]) / (2 * n)).toLocaleString('en-US')} instructions/op`);
 }
 
 async function child(ops) {
@@ -57,7 +59,9 @@ async function child(ops) {
     pool = require('mariadb').createPool({ host: hostname, port: Number(port || 3306), user: username, database: pathname.slice(1), connectionLimit });
   } else {
     ours = true;
-    pool = require(resolve(target, 'index.js')).createPool({ uri: url, connectionLimit, trace });
+    // RP_WHEN_DIRTY=1: rollback-pool with resetOnRelease 'whenDirty'.
+    const hygiene = process.env.RP_WHEN_DIRTY === '1' ? { resetOnRelease: 'whenDirty' } : {};
+    pool = require(resolve(target, 'index.js')).createPool({ uri: url, connectionLimit, trace, ...hygiene });
   }
   const select = `SELECT id, v FROM ${table} WHERE id = ?`;
   const update = `UPDATE ${table} SET v = v + 1 WHERE id = ?`;

@@ -85,7 +85,7 @@ async function measure(id: ContenderId, label: string, url: string, checkouts: n
     const held = await settledHeap();
     for (const lease of leases) lease.release();
     leases = [];
-    await runCheckouts(pool, 20_000, CONCURRENCY); // this pool's own first checkouts (the JIT settles), not counted
+    await runCheckouts(pool, checkouts / 10, CONCURRENCY); // this pool's own first checkouts (the JIT settles), not counted
     const samples: Array<{ checkouts: number; heapBytes: number }> = [{ checkouts: 0, heapBytes: await settledHeap() }];
     const step = checkouts / 4;
     for (let quarter = 1; quarter <= 4; quarter++) {

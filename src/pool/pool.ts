@@ -138,7 +138,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         queueLimit,
         maxIdle,
         idleTimeoutMs: idleTimeout,
-        onEnqueue: () => this.notify('enqueue'),
+        onEnqueue: () => {
+          if (this.listenerCount('enqueue') > 0) this.notify('enqueue');
+        },
       },
     );
   }
@@ -634,6 +636,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     if (this.listenerCount(event) > 0) emitSafely(this, event, args);
   }
 
+  /** mysql2's per-checkout events (`acquire`, `release`, `enqueue`): without a listener, not even the arguments array of `notify`. */
+  private notifyConnection(event: 'acquire' | 'release', connection: RawConnection): void {
+    if (this.listenerCount(event) > 0) emitSafely(this, event, [connection]);
+  }
+
   /** Emits a pool event and publishes it on its diagnostics channel. */
   private report<K extends 'abandon' | 'rollback' | 'rollbackError' | 'destroy' | 'leak' | 'reset'>(kind: K, event: PoolEventMap[K][0]): void {
     this.notify(kind, ...([event] as PoolEventMap[K]));
@@ -721,7 +728,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       return this.acquireSession();
     }
     session.checkout();
-    this.notify('acquire', session.raw);
+    this.notifyConnection('acquire', session.raw);
     return session;
   }
 
@@ -733,11 +740,11 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         this.resources.release(session); // flagged (lazy cleanup): no 'release' event, as before
       } else if (this.resources.hasWaiters) {
         // Handed straight to the oldest waiter (checked out in the same call): 'release' comes before its 'acquire'.
-        this.notify('release', session.raw);
+        this.notifyConnection('release', session.raw);
         this.resources.release(session);
       } else {
         this.resources.release(session);
-        this.notify('release', session.raw);
+        this.notifyConnection('release', session.raw);
       }
     } else {
       this.resources.destroy(session);
