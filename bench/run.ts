@@ -1,9 +1,13 @@
 /**
- * `npm run bench`: rollback-pool vs mysql2's pool (default, and resetOnRelease),
- * side by side in one process, in interleaved timed rounds; then transactions
- * (`pool.transaction()` against the same by hand on mysql2, and abandoning 1 in
- * 5 transactions against rolling them back explicitly); then how long an
- * abandoned transaction's row lock outlives its release.
+ * `npm run bench`: rollback-pool vs mysql2's pool (default) and the mariadb
+ * connector's pool, side by side in one process, in interleaved timed rounds,
+ * in several shapes (callers on connectionLimit: 1 and 32 on 32, 32 on 8, 1 on
+ * 4); then transactions (`pool.transaction()` against the same by hand, and
+ * abandoning 1 in 5 transactions against rolling them back explicitly);
+ * session hygiene (`resetOnRelease: 'whenDirty'` against our default and
+ * mysql2's resetOnRelease, and the cost of one dirty release); where the
+ * client CPU goes (a sampled profile of each pool); how long an abandoned
+ * transaction's row lock outlives its release; memory (a child process).
  *
  * Flags: --quick (fewer and shorter rounds), --json (print the results as
  * JSON instead of markdown), --write (also write BENCHMARKS.md from this run),
@@ -19,7 +23,10 @@ import { availableParallelism, cpus, loadavg, release, type } from 'node:os';
 import { join } from 'node:path';
 import { createConnection, createPool as createMysql2Pool, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { ensureServer, redactUrl, type DatabaseServer } from '../scripts/server';
-import { CONTENDER_LABELS, createContender, createOurPool, ourCodeLabel, useBuild, type BenchPool, type Contender, type OurPool } from './contenders';
+import { CONTENDER_LABELS, createContender, createOurPool, loadMariadb, mariadbVersion, ourCodeLabel, useBuild, type BenchPool, type ContenderId, type OurPool } from './contenders';
+import { releaseCostTrials, summarizeCost, type ReleaseCostRow } from './hygiene';
+import type { MemoryReport } from './memory';
+import { whereTimeGoes, type WhereRow } from './where';
 import { abandonTrials, baselineTrials, createLockTable, summarize, type LockLatencyRow } from './lock-latency';
 import {
   benchmarksMarkdown,
@@ -33,6 +40,8 @@ import {
   type Machine,
   type Settings,
   type TableId,
+  type Targets,
+  WHEN_DIRTY_LABEL,
 } from './report';
 import { replicaBench } from './replica';
 import { median, percentile } from './stats';
@@ -52,25 +61,41 @@ import {
   type WorkloadId,
 } from './workloads';
 
-const CONNECTION_LIMIT = 32;
-const CONCURRENCIES = [1, 32] as const;
-const TARGET_VS_MYSQL2 = 0.95;
-const TARGET_VS_RESET = 3;
+/**
+ * The shapes measured: a pool as large as the concurrency, a pool smaller than
+ * the concurrency (acquirers wait: the shape most services run), and one
+ * caller on a small pool. Grouped by connectionLimit: the pools of a group
+ * are opened for it and closed after it.
+ */
+const SHAPES: ReadonlyArray<{ connectionLimit: number; concurrencies: readonly number[] }> = [
+  { connectionLimit: 32, concurrencies: [1, 32] },
+  { connectionLimit: 8, concurrencies: [32] },
+  { connectionLimit: 4, concurrencies: [1] },
+];
+/** Issue 12: ours against mysql2's default pool, throughput at least this, client CPU per op at most 1/this. */
+const TARGET_VS_MYSQL2 = 1.0;
+const TARGET_CPU_VS_MYSQL2 = 1.0;
 /** Abandoning a share of the transactions against rolling them back explicitly. */
-const TARGET_ABANDON_VS_EXPLICIT = 0.9;
-/** Workloads with a target against resetOnRelease (short queries). */
-const RESET_TARGET_WORKLOADS = new Set<WorkloadId>(['execute', 'checkout']);
+const TARGET_ABANDON_VS_EXPLICIT = 0.95;
+/** Issue 14: 'whenDirty' on clean workloads against our default, and against mysql2's resetOnRelease, at concurrency 32. */
+const TARGET_WHEN_DIRTY_VS_DEFAULT = 0.97;
+const TARGET_WHEN_DIRTY_VS_RESET = 3;
+/** Workloads of the session hygiene table (clean, short). */
+const HYGIENE_WORKLOADS = new Set<WorkloadId>(['execute', 'checkout']);
+/** The shape of "where the client CPU goes" (more callers than connections). */
+const WHERE_SHAPE = { connectionLimit: 8, concurrency: 32, workload: 'checkout' as WorkloadId };
 
 class UsageError extends Error {}
 
-/** A workload and the entrants that run it, measured at each concurrency. */
+/** A workload and the entrants that run it, measured at each concurrency of its group. */
 interface CaseSpec {
   table: TableId;
   workload: string;
   label: string;
   entrants: Entrant[];
-  /** Target of ours / that entrant, by entrant id (undefined: shown for context only). */
-  targets: Record<string, number | undefined>;
+  concurrencies: readonly number[];
+  /** Targets of ours against that entrant, by entrant id (none: shown for context only). */
+  targets: Record<string, Targets | undefined>;
 }
 
 interface Flags {
@@ -99,13 +124,20 @@ function parseFlags(argv: string[]): Flags {
 }
 
 /**
- * The default run: 10 cases x 25 rounds x 2-3 entrants x 250 ms is about 3 minutes of
- * measurement, plus warm-up and the lock trials. Rounds are timed rather than counted so
- * that every entrant samples the machine for as long as the others in the same round.
+ * The default run: 66 entrant-cases x 20 rounds x 250 ms is about 5.5 minutes of
+ * measurement, plus warm-ups, the release and lock trials and the memory child:
+ * about 7 minutes. Rounds are timed rather than counted so that every entrant
+ * samples the machine for as long as the others in the same round.
  */
 function settingsFor(quick: boolean, args: string[]): Settings {
-  const common = { quick, connectionLimit: CONNECTION_LIMIT, code: ourCodeLabel(), revision: revision(), args };
-  return quick ? { ...common, rounds: 5, roundMs: 100, lockTrials: 50 } : { ...common, rounds: 25, roundMs: 250, lockTrials: 200 };
+  const common = { quick, shapes: shapeLabel(), code: ourCodeLabel(), revision: revision(), args };
+  return quick
+    ? { ...common, rounds: 4, roundMs: 100, lockTrials: 30, releaseTrials: 50, whereMs: 400 }
+    : { ...common, rounds: 20, roundMs: 250, lockTrials: 200, releaseTrials: 500, whereMs: 1_500 };
+}
+
+function shapeLabel(): string {
+  return SHAPES.map((shape) => shape.concurrencies.map((c) => `${c} caller${c === 1 ? '' : 's'} on ${shape.connectionLimit}`).join(', ')).join(', ');
 }
 
 /** The commit the measured code comes from, and any uncommitted changes to it (src/), for the report. */
@@ -133,11 +165,12 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${await replicaBench(flags.quick)}`);
     return;
   }
+  await loadMariadb();
   const settings = settingsFor(flags.quick, args);
   const server = await ensureServer();
   const cleanups: Array<() => Promise<void>> = [() => server.stop()];
   try {
-    const report = await run(server, settings, cleanups);
+    const report = await run(server, settings, flags, cleanups);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     } else {
@@ -157,7 +190,7 @@ async function main(): Promise<void> {
   }
 }
 
-async function run(server: DatabaseServer, settings: Settings, cleanups: Array<() => Promise<void>>): Promise<BenchReport> {
+async function run(server: DatabaseServer, settings: Settings, flags: Flags, cleanups: Array<() => Promise<void>>): Promise<BenchReport> {
   const startedAt = performance.now();
   const side = await createConnection({ uri: server.url, connectTimeout: 5_000 });
   cleanups.push(() => side.end());
@@ -170,69 +203,118 @@ async function run(server: DatabaseServer, settings: Settings, cleanups: Array<(
 
   const suffix = `${process.pid}_${randomBytes(3).toString('hex')}`;
   const table = `rp_bench_${suffix}`;
-  const logTable = `rp_bench_log_${suffix}`;
   const lockTableName = `rp_bench_lock_${suffix}`;
   await createBenchTable(side, table);
   cleanups.push(() => side.query(`DROP TABLE IF EXISTS ${table}`).then(noValue));
-  await createLogTable(side, logTable);
-  cleanups.push(() => side.query(`DROP TABLE IF EXISTS ${logTable}`).then(noValue));
   await createLockTable(side, lockTableName);
   cleanups.push(() => side.query(`DROP TABLE IF EXISTS ${lockTableName}`).then(noValue));
 
-  // 3 pools of 32 connections at most at any time (MariaDB's default max_connections is 151).
-  const ours = createOurPool(server.url, CONNECTION_LIMIT);
-  const contenders: Contender[] = [
-    { id: 'ours', label: CONTENDER_LABELS.ours, pool: ours },
-    createContender('mysql2', server.url, CONNECTION_LIMIT),
-    createContender('mysql2Reset', server.url, CONNECTION_LIMIT),
-  ];
-  const ends = new Map(contenders.map((contender) => [contender.id, once(() => contender.pool.end())]));
-  cleanups.push(...ends.values());
-  const mysql2 = contenders[1]!.pool;
-
-  const poolCases = workloads(table).map((workload): CaseSpec => ({
-    table: 'pool',
-    workload: workload.id,
-    label: workload.label,
-    entrants: contenders.map((contender) => poolEntrant(contender.id, contender.label, contender.pool, workload)),
-    targets: { mysql2: TARGET_VS_MYSQL2, mysql2Reset: RESET_TARGET_WORKLOADS.has(workload.id) ? TARGET_VS_RESET : undefined },
-  }));
-  const abandon = abandonEntrants(logTable, ours, mysql2);
-  const txCases: CaseSpec[] = [
-    { table: 'tx', workload: 'poolTransaction', label: TX_LABEL, entrants: txEntrants(table, ours, mysql2), targets: { mysql2: TARGET_VS_MYSQL2 } },
-    {
-      table: 'abandon',
-      workload: 'abandon',
-      label: ABANDON_LABEL,
-      entrants: abandon.entrants,
-      targets: { oursExplicit: TARGET_ABANDON_VS_EXPLICIT, mysql2: undefined },
-    },
-  ];
-
   const cases: CaseResult[] = [];
-  const total = (poolCases.length + txCases.length) * CONCURRENCIES.length;
-  const measureAll = async (group: CaseSpec[]): Promise<void> => {
+  const checks: AbandonCheck[] = [];
+  let where: WhereRow[] = [];
+  const total = SHAPES.reduce((n, shape) => n + shape.concurrencies.length * (workloads(table).length + 2), 0) +
+    SHAPES[0]!.concurrencies.length * HYGIENE_WORKLOADS.size;
+  const measureAll = async (group: CaseSpec[], connectionLimit: number): Promise<void> => {
+    await warmUp(group.flatMap((c) => c.entrants), settings, connectionLimit);
     for (const c of group) {
-      for (const concurrency of CONCURRENCIES) {
-        progress(`[${cases.length + 1}/${total}] ${c.label}, concurrency ${concurrency}`);
-        cases.push(await measureCase(c.table, c.workload, c.label, c.entrants, concurrency, settings, c.targets));
+      for (const concurrency of c.concurrencies) {
+        progress(`[${cases.length + 1}/${total}] ${c.label}, connectionLimit ${connectionLimit}, concurrency ${concurrency}`);
+        cases.push(await measureCase(c, connectionLimit, concurrency, settings));
       }
     }
   };
 
-  await warmUp(poolCases.flatMap((c) => c.entrants), settings);
-  await measureAll(poolCases);
-  // resetOnRelease has no part in the transaction tables: close it, so that its connections do not share the CPU.
-  await ends.get('mysql2Reset')!();
-  await warmUp(txCases.flatMap((c) => c.entrants), settings);
-  await measureAll(txCases);
-  const abandonCheck = await checkAbandoned(side, logTable, ours, abandon);
-  progress(abandonCheck.lines.join('\n'));
-  // Close the throughput pools before the lock trials, so the two parts do not share CPU.
-  for (const end of ends.values()) await end();
+  for (const shape of SHAPES) {
+    const { connectionLimit, concurrencies } = shape;
+    // At most three pools of 32 connections open at any time (MariaDB's default max_connections is 151).
+    const ours = createOurPool(server.url, connectionLimit);
+    const mysql2 = createContender('mysql2', server.url, connectionLimit).pool;
+    const mariadb = createContender('mariadb', server.url, connectionLimit).pool;
+    const ends = [ours, mysql2, mariadb].map((pool) => once(() => pool.end()));
+    cleanups.push(...ends);
+    const entrant = (id: ContenderId, pool: BenchPool, workload: (typeof poolWorkloads)[number]): Entrant =>
+      poolEntrant(id, CONTENDER_LABELS[id], pool, workload);
+    const poolWorkloads = workloads(table);
+    const poolCases = poolWorkloads.map((workload): CaseSpec => ({
+      table: 'pool',
+      workload: workload.id,
+      label: workload.label,
+      concurrencies,
+      entrants: [entrant('ours', ours, workload), entrant('mysql2', mysql2, workload), entrant('mariadb', mariadb, workload)],
+      targets: { mysql2: { ratio: TARGET_VS_MYSQL2, cpu: TARGET_CPU_VS_MYSQL2 }, mariadb: undefined },
+    }));
+    const logTable = `rp_bench_log_${suffix}_${connectionLimit}`;
+    await createLogTable(side, logTable);
+    cleanups.push(() => side.query(`DROP TABLE IF EXISTS ${logTable}`).then(noValue));
+    const abandon = abandonEntrants(logTable, ours, mysql2);
+    const txCases: CaseSpec[] = [
+      {
+        table: 'tx',
+        workload: 'poolTransaction',
+        label: TX_LABEL,
+        concurrencies,
+        entrants: txEntrants(table, ours, mysql2, [{ id: 'mariadb', label: `${CONTENDER_LABELS.mariadb} by hand`, pool: mariadb }]),
+        targets: { mysql2: { ratio: TARGET_VS_MYSQL2 }, mariadb: undefined },
+      },
+      {
+        table: 'abandon',
+        workload: 'abandon',
+        label: ABANDON_LABEL,
+        concurrencies,
+        entrants: abandon.entrants,
+        targets: { oursExplicit: { ratio: TARGET_ABANDON_VS_EXPLICIT }, mysql2: undefined },
+      },
+    ];
+    await measureAll([...poolCases, ...txCases], connectionLimit);
+    const check = await checkAbandoned(side, logTable, ours, abandon);
+    checks.push({ ok: check.ok, lines: check.lines.map((line) => `connectionLimit ${connectionLimit}: ${line}`) });
+    progress(check.lines.join('\n'));
 
+    if (connectionLimit === WHERE_SHAPE.connectionLimit) {
+      progress(`where the client CPU goes (${WHERE_SHAPE.workload}, ${WHERE_SHAPE.concurrency} callers on ${connectionLimit})`);
+      const workload = poolWorkloads.find((w) => w.id === WHERE_SHAPE.workload)!;
+      where = await whereTimeGoes(
+        [entrant('ours', ours, workload), entrant('mysql2', mysql2, workload), entrant('mariadb', mariadb, workload)],
+        settings.whereMs,
+        WHERE_SHAPE.concurrency,
+      );
+    }
+
+    await ends[1]!();
+    await ends[2]!();
+    if (connectionLimit === SHAPES[0]!.connectionLimit) {
+      // Session hygiene (issue 14): 'whenDirty' on clean workloads, against our default and mysql2's resetOnRelease.
+      const whenDirty = createOurPool(server.url, connectionLimit, undefined, { resetOnRelease: 'whenDirty' });
+      const reset = createContender('mysql2Reset', server.url, connectionLimit).pool;
+      const hygieneEnds = [whenDirty, reset].map((pool) => once(() => pool.end()));
+      cleanups.push(...hygieneEnds);
+      const hygieneCases = poolWorkloads
+        .filter((workload) => HYGIENE_WORKLOADS.has(workload.id))
+        .map((workload): CaseSpec => ({
+          table: 'hygiene',
+          workload: workload.id,
+          label: workload.label,
+          concurrencies,
+          entrants: [
+            poolEntrant('ours', WHEN_DIRTY_LABEL, whenDirty, workload),
+            poolEntrant('oursDefault', CONTENDER_LABELS.ours, ours, workload),
+            entrant('mysql2Reset', reset, workload),
+          ],
+          targets: { oursDefault: { ratio: TARGET_WHEN_DIRTY_VS_DEFAULT, only32: true }, mysql2Reset: { ratio: TARGET_WHEN_DIRTY_VS_RESET, only32: true } },
+        }));
+      await measureAll(hygieneCases, connectionLimit);
+      for (const end of hygieneEnds) await end();
+    }
+    await ends[0]!();
+  }
+  const abandonCheck: AbandonCheck = { ok: checks.every((check) => check.ok), lines: checks.flatMap((check) => check.lines) };
+
+  progress('cost of one dirty release (resetOnRelease: whenDirty, connectionLimit 1)');
+  const releaseCost = await measureReleaseCost(server.url, settings.releaseTrials, cleanups);
   progress('row lock of an abandoned transaction');
   const lockLatency = await measureLockLatency(server.url, side, lockTableName, settings.lockTrials, cleanups);
+  progress('memory (a child process with --expose-gc)');
+  const memory = measureMemory(flags, settings.quick);
   return {
     date: new Date().toISOString().slice(0, 10),
     durationS: (performance.now() - startedAt) / 1_000,
@@ -241,15 +323,55 @@ async function run(server: DatabaseServer, settings: Settings, cleanups: Array<(
     cases,
     abandonCheck,
     lockLatency,
+    releaseCost,
+    where,
+    whereShape: WHERE_SHAPE,
+    memory,
   };
 }
 
+/** The memory figures, from bench/memory.ts in a child process (its own heap, --expose-gc). */
+function measureMemory(flags: Flags, quick: boolean): MemoryReport | undefined {
+  const args = [...process.execArgv, '--expose-gc', join(__dirname, 'memory.ts')];
+  if (flags.dist !== undefined) args.push(`--dist=${flags.dist}`);
+  if (quick) args.push('--quick');
+  try {
+    const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 });
+    return JSON.parse(out.trim().split('\n').pop() as string) as MemoryReport;
+  } catch (error) {
+    progress(`memory: ${error instanceof Error ? error.message : String(error)}`);
+    return undefined;
+  }
+}
+
+async function measureReleaseCost(url: string, trials: number, cleanups: Array<() => Promise<void>>): Promise<ReleaseCostRow[]> {
+  const whenDirty = createOurPool(url, 1, undefined, { resetOnRelease: 'whenDirty' });
+  const reset = createContender('mysql2Reset', url, 1).pool;
+  const ends = [whenDirty, reset].map((pool) => once(() => pool.end()));
+  cleanups.push(...ends);
+  const dirty = 'SET @x = 1';
+  const clean = 'SELECT 1';
+  // Warm-up: connect, settle.
+  await releaseCostTrials(whenDirty, 20, dirty, whenDirty);
+  await releaseCostTrials(reset, 20, dirty);
+  const rows = [
+    summarizeCost(`rollback-pool, \`resetOnRelease: 'whenDirty'\`, lease ran \`${dirty}\``, await releaseCostTrials(whenDirty, trials, dirty, whenDirty),
+      'reset (COM_RESET_CONNECTION + baseline) in the background at release; the next checkout waits for it'),
+    summarizeCost(`rollback-pool, \`resetOnRelease: 'whenDirty'\`, lease ran \`${clean}\``, await releaseCostTrials(whenDirty, trials, clean, whenDirty),
+      'clean: no reset, the next checkout is served at once'),
+    summarizeCost(`mysql2, \`resetOnRelease: true\`, lease ran \`${dirty}\``, await releaseCostTrials(reset, trials, dirty),
+      'COM_RESET_CONNECTION on every release, dirty or not'),
+  ];
+  for (const end of ends) await end();
+  return rows;
+}
+
 /** Opens every connection of every pool and prepares the statements on each (and lets the JIT settle). */
-async function warmUp(entrants: Entrant[], settings: Settings): Promise<void> {
+async function warmUp(entrants: Entrant[], settings: Settings, connectionLimit: number): Promise<void> {
   progress('warming up');
   const ms = settings.quick ? 150 : 300;
   for (const entrant of entrants) {
-    await runFor(entrant, ms, CONNECTION_LIMIT);
+    await runFor(entrant, ms, Math.max(connectionLimit, 32));
     await runFor(entrant, ms / 2, 1);
   }
 }
@@ -266,15 +388,8 @@ function orders(n: number): number[][] {
   return [...all.filter(rotation), ...all.filter((order) => !rotation(order))];
 }
 
-async function measureCase(
-  table: TableId,
-  workload: string,
-  label: string,
-  entrants: Entrant[],
-  concurrency: number,
-  settings: Settings,
-  targets: Record<string, number | undefined>,
-): Promise<CaseResult> {
+async function measureCase(c: CaseSpec, connectionLimit: number, concurrency: number, settings: Settings): Promise<CaseResult> {
+  const { entrants } = c;
   const results: Record<string, EntrantResult> = {};
   for (const entrant of entrants) results[entrant.id] = { label: entrant.label, opsPerSec: 0, cpuUsPerOp: 0, rounds: [], cpuRounds: [], ops: [] };
   const sequence = orders(entrants.length);
@@ -301,17 +416,24 @@ async function measureCase(
     const perRound = ours.rounds.map((value, i) => value / other.rounds[i]!);
     const cpuPerRound = ours.cpuRounds.map((value, i) => value / other.cpuRounds[i]!);
     const ratio = median(perRound);
-    const target = targets[id];
+    const cpuRatio = median(cpuPerRound);
+    const targets = c.targets[id];
+    const applies = targets !== undefined && (!targets.only32 || concurrency === 32);
+    const target = applies ? targets.ratio : undefined;
+    const cpuTarget = applies ? targets.cpu : undefined;
     vs[id] = {
       ratio,
       quartiles: [percentile(perRound, 25), percentile(perRound, 75)],
       range: [Math.min(...perRound), Math.max(...perRound)],
-      cpuRatio: median(cpuPerRound),
+      cpuRatio,
+      cpuQuartiles: [percentile(cpuPerRound, 25), percentile(cpuPerRound, 75)],
       target,
       pass: target === undefined ? undefined : ratio >= target,
+      cpuTarget,
+      cpuPass: cpuTarget === undefined ? undefined : cpuRatio <= cpuTarget,
     };
   }
-  return { table, workload, label, concurrency, entrants: results, vs };
+  return { table: c.table, workload: c.workload, label: c.label, connectionLimit, concurrency, entrants: results, vs };
 }
 
 /** After workload (b): the abandoned transactions' rows must be gone and the committed ones there. */
@@ -394,6 +516,7 @@ async function describeMachine(side: Connection): Promise<Machine> {
     node: process.version,
     server: String(rows[0]?.v ?? 'unknown'),
     mysql2: mysql2Version,
+    mariadb: mariadbVersion(),
     loadAverage: loadavg()[0] ?? 0,
   };
 }

@@ -149,9 +149,10 @@ function abandons(i: number): boolean {
 
 /**
  * Workload (a): a read-modify-write transaction on one row (by primary key,
- * spread over the table: no deadlocks).
+ * spread over the table: no deadlocks). `byHand`: other pools (mysql2's, the
+ * mariadb connector's), each running the same transaction by hand.
  */
-export function txEntrants(table: string, ours: OurPool, mysql2: BenchPool): Entrant[] {
+export function txEntrants(table: string, ours: OurPool, mysql2: BenchPool, byHand: Array<{ id: string; label: string; pool: BenchPool }> = []): Entrant[] {
   const select = `SELECT id, v FROM ${table} WHERE id = ?`;
   const update = `UPDATE ${table} SET v = v + 1 WHERE id = ?`;
   return [
@@ -166,12 +167,12 @@ export function txEntrants(table: string, ours: OurPool, mysql2: BenchPool): Ent
         });
       },
     },
-    {
-      id: 'mysql2',
-      label: 'mysql2 (default) by hand',
+    ...[{ id: 'mysql2', label: 'mysql2 (default) by hand', pool: mysql2 }, ...byHand].map(({ id: entrantId, label, pool }): Entrant => ({
+      id: entrantId,
+      label,
       op: async (i) => {
         const id = rowId(i);
-        const conn = await mysql2.getConnection();
+        const conn = await pool.getConnection();
         try {
           await conn.beginTransaction();
           await conn.execute(select, [id]);
@@ -184,7 +185,7 @@ export function txEntrants(table: string, ours: OurPool, mysql2: BenchPool): Ent
           conn.release();
         }
       },
-    },
+    })),
   ];
 }
 

@@ -9,7 +9,10 @@
  * - a connection that dies while idle never costs a slot;
  * - end() is bounded with leases out and rejects every waiter;
  * - acquireTimeoutMs / waitForConnections / queueLimit, with mysql2's messages;
- * - idle trimming (maxIdle, idleTimeout).
+ * - idle trimming (maxIdle, idleTimeout);
+ * - our queue of waiting acquirers: FIFO, straight hand-over at release, one
+ *   deadline per waiter (one timer for all), end() rejecting them, a timeout
+ *   racing a hand-over.
  */
 import { randomBytes } from 'node:crypto';
 import { inspect, types } from 'node:util';
@@ -733,5 +736,171 @@ describe('idle trimming', () => {
     for (const lease of leases) lease.release();
     await sleep(1_300);
     expect(pool.stats()).toMatchObject({ total: 2, idle: 2 });
+  });
+});
+
+// ---- the queue of waiting acquirers (ours, in front of generic-pool) ------------------------
+
+describe('the queue of waiting acquirers', () => {
+  test('FIFO: waiters are served in the order they asked, getConnection and pool.query alike', async () => {
+    const table = uniqueTable('rp_fifo');
+    await side.query(`CREATE TABLE ${table} (seq INT AUTO_INCREMENT PRIMARY KEY, i INT NOT NULL)`);
+    try {
+      const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 5_000 }));
+      const held = await pool.getConnection();
+      // One connection: the server sees the inserts in the order the waiters were served.
+      const insert = `INSERT INTO ${table} (i) VALUES (?)`;
+      const waiters = Array.from({ length: 8 }, (_, i) =>
+        i % 2 === 0
+          ? pool.getConnection().then(async (lease) => {
+              await lease.query(insert, [i]);
+              lease.release();
+            })
+          : pool.query(insert, [i]),
+      );
+      await waitFor('eight waiters', () => pool.stats().waiting === 8, 2_000);
+      held.release();
+      await Promise.all(waiters);
+      const [rows] = await side.query(`SELECT i FROM ${table} ORDER BY seq`);
+      expect((rows as Array<{ i: number }>).map((row) => row.i)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+      expect(pool.stats()).toMatchObject({ total: 1, idle: 1, leased: 0, waiting: 0 });
+    } finally {
+      await side.query(`DROP TABLE IF EXISTS ${table}`);
+    }
+  });
+
+  test('a release goes straight to the oldest waiter: release, then acquire, and the same connection', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1 }));
+    const held = await pool.getConnection();
+    const events: string[] = [];
+    for (const name of ['acquire', 'release'] as const) pool.on(name, () => events.push(name));
+    const next = pool.getConnection();
+    await waitFor('the waiter', () => pool.stats().waiting === 1, 2_000);
+    held.release();
+    // Checked out for the waiter within release() itself: nobody can slip in between.
+    expect(pool.stats()).toMatchObject({ waiting: 0, leased: 1, idle: 0 });
+    const lease = await next;
+    expect(lease.threadId).toBe(held.threadId);
+    expect(events).toEqual(['release', 'acquire']);
+    lease.release();
+  });
+
+  test('many more callers than connections: every pool.execute gets its own answer', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 2 }));
+    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => pool.execute('SELECT ? AS i', [i])));
+    results.forEach(([rows], i) => expect((rows as Array<{ i: number }>)[0]!.i).toBe(i));
+    expect(pool.stats()).toMatchObject({ total: 2, idle: 2, waiting: 0 });
+  });
+
+  test('timeouts: each waiter times out at its own deadline (one timer for the queue), the pool works after', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 300 }));
+    const held = await pool.getConnection();
+    const start = performance.now();
+    const first = settle(pool.getConnection());
+    await sleep(150);
+    const second = settle(pool.query('SELECT 1'));
+    const [a, b] = await Promise.all([first, second]);
+    for (const result of [a, b]) {
+      expect(codeOf(result.error)).toBe('ERR_ACQUIRE_TIMEOUT');
+      expect(result.ms).toBeGreaterThanOrEqual(290);
+      expect(result.ms).toBeLessThan(1_000);
+    }
+    // The second timed out about 150 ms after the first, not with it.
+    expect(performance.now() - start).toBeGreaterThanOrEqual(430);
+    expect(pool.stats().waiting).toBe(0);
+    held.release();
+    await expect(pool.query('SELECT 1 AS ok')).resolves.toEqual([[{ ok: 1 }], expect.any(Array)]);
+  });
+
+  test('a waiter that timed out is skipped: the release goes to the next waiter, or back to idle', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 200 }));
+    const held = await pool.getConnection();
+    const early = settle(pool.getConnection());
+    await sleep(120);
+    const late = settle(pool.getConnection());
+    expect(codeOf((await early).error)).toBe('ERR_ACQUIRE_TIMEOUT');
+    held.release(); // the early waiter is gone: the late one (still within its deadline) gets it
+    const served = await late;
+    expect(served.ok).toBe(true);
+    expect((served.value as PoolConnection).threadId).toBe(held.threadId);
+    (served.value as PoolConnection).release();
+    // Nobody waits now: the release went to the idle stack; nothing was lost or doubled.
+    expect(pool.stats()).toMatchObject({ total: 1, idle: 1, leased: 0, waiting: 0 });
+  });
+
+  test('a waiter handed a session just before its deadline is not timed out by the cleanup that runs first', async () => {
+    // cleanup 'checkout': the session comes back flagged and its ROLLBACK (behind a 0.4 s statement) runs
+    // for the waiter it is handed to, past that waiter's deadline.
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 300, cleanup: 'checkout' }));
+    const held = await pool.getConnection();
+    await held.beginTransaction();
+    const sleeping = settle(held.query('SELECT SLEEP(0.4)'));
+    const waiter = settle(pool.getConnection());
+    await sleep(200);
+    held.release(); // dirty, statement in flight: flagged, handed to the waiter, flushed for it
+    const served = await waiter;
+    expect(served.ok).toBe(true);
+    expect(served.ms).toBeGreaterThanOrEqual(300); // past its deadline, and still served: no timeout on a session in hand
+    const lease = served.value as PoolConnection;
+    expect(lease.threadId).toBe(held.threadId);
+    const [rows] = await lease.query('SELECT @@in_transaction AS t');
+    expect(rows).toEqual([{ t: 0 }]);
+    lease.release();
+    await sleeping;
+    expect(pool.stats()).toMatchObject({ total: 1, idle: 1, leased: 0, waiting: 0, rolledBack: 1 });
+  });
+
+  test('a timeout and a hand-over in the same moment: exactly one of them wins, and the session is not lost', async () => {
+    for (let trial = 0; trial < 10; trial++) {
+      const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 50 }));
+      const held = await pool.getConnection();
+      const waiter = settle(pool.getConnection());
+      await sleep(48 + (trial % 5)); // around the deadline, on either side
+      held.release();
+      const outcome = await waiter;
+      if (outcome.ok) {
+        (outcome.value as PoolConnection).release();
+      } else {
+        expect(codeOf(outcome.error)).toBe('ERR_ACQUIRE_TIMEOUT');
+      }
+      expect(pool.stats()).toMatchObject({ total: 1, idle: 1, leased: 0, waiting: 0 });
+      await expect(pool.query('SELECT 1 AS ok')).resolves.toEqual([[{ ok: 1 }], expect.any(Array)]);
+    }
+  });
+
+  test('end() rejects every waiter at once; a lease released after it serves nobody', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 10_000 }));
+    const held = await pool.getConnection();
+    const order: number[] = [];
+    const waiters = Array.from({ length: 5 }, (_, i) =>
+      settle((i % 2 === 0 ? pool.getConnection() : pool.execute('SELECT 1')) as Promise<unknown>).then((result) => {
+        order.push(i);
+        return result;
+      }),
+    );
+    await waitFor('five waiters', () => pool.stats().waiting === 5, 2_000);
+    const ending = pool.end();
+    const results = await Promise.all(waiters);
+    for (const result of results) {
+      expect(codeOf(result.error)).toBe('ERR_POOL_CLOSED');
+      expect(result.ms).toBeLessThan(2_000);
+    }
+    expect(order).toEqual([0, 1, 2, 3, 4]);
+    held.release();
+    await ending;
+    expect(pool.stats().waiting).toBe(0);
+    await expect(pool.getConnection()).rejects.toMatchObject({ code: 'ERR_POOL_CLOSED' });
+  });
+
+  test('a connection destroyed while others wait frees its slot for the oldest waiter', async () => {
+    const pool = track(createPool({ uri: mysqlUrl(), connectionLimit: 1, acquireTimeoutMs: 3_000 }));
+    const held = await pool.getConnection();
+    const waiter = pool.getConnection();
+    await waitFor('the waiter', () => pool.stats().waiting === 1, 2_000);
+    held.destroy();
+    const lease = await waiter;
+    expect(lease.threadId).not.toBe(held.threadId); // a new connection, in the freed slot
+    lease.release();
+    expect(pool.stats()).toMatchObject({ total: 1, idle: 1, waiting: 0 });
   });
 });

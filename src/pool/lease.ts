@@ -37,10 +37,10 @@ export interface LeaseOwner {
   readonly gracefulEnd: boolean;
   watchLease(lease: PoolConnection): void;
   reportRollbackError(session: Session, error: RollbackFailedError): void;
-  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction>;
+  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined, caller?: StackHolder): Promise<Transaction>;
   killQuery(session: Session): Promise<void>;
   reportAbandon(session: Session, why: AbandonReason, stack: string | undefined): void;
-  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T>;
+  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined, caller?: StackHolder): Promise<T>;
 }
 
 /**
@@ -97,12 +97,12 @@ export class PoolConnection {
 
   /** Runs a statement, as mysql2's `connection.query` (text protocol). */
   query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
-    return this.run('query', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.run('query', sql, values, 'query', PoolConnection.prototype.query) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Runs a prepared statement, as mysql2's `connection.execute` (binary protocol, cached). */
   execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
-    return this.run('execute', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.run('execute', sql, values, 'execute', PoolConnection.prototype.execute) as Promise<[T, FieldPacket[]]>;
   }
 
   /**
@@ -119,12 +119,12 @@ export class PoolConnection {
 
   /** `COMMIT`. */
   commit(): Promise<void> {
-    return this.run('query', 'COMMIT', undefined, 'commit').then(noValue);
+    return this.run('query', 'COMMIT', undefined, 'commit', PoolConnection.prototype.commit).then(noValue);
   }
 
   /** `ROLLBACK`. */
   rollback(): Promise<void> {
-    return this.run('query', 'ROLLBACK', undefined, 'rollback').then(noValue);
+    return this.run('query', 'ROLLBACK', undefined, 'rollback', PoolConnection.prototype.rollback).then(noValue);
   }
 
   /**
@@ -135,14 +135,14 @@ export class PoolConnection {
     const fenced = this.fence('begin');
     if (fenced) return fenced;
     const stack = this.owner.captureStacks ? new Error('transaction began here').stack : undefined;
-    return this.owner.beginOn(this, options, false, stack);
+    return this.owner.beginOn(this, options, false, stack, this.owner.captureCaller(PoolConnection.prototype.begin));
   }
 
   /** Runs `fn` in a transaction on this connection: commit if it resolves, rollback if it throws. */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
     const fenced = this.fence('transaction');
     if (fenced) return fenced;
-    return this.owner.runOn(this, fn, options);
+    return this.owner.runOn(this, fn, options, this.owner.captureCaller(PoolConnection.prototype.transaction));
   }
 
   /** Round trip to the server (COM_PING). */
@@ -291,14 +291,40 @@ export class PoolConnection {
     return this.session.raw;
   }
 
-  private run(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown, name: string = method): Promise<QueryOutcome> {
+  /** `below`: the public method called, so that the captured stack starts at the caller's own line, as in mysql2. */
+  private run(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown, name: string, below: Function): Promise<QueryOutcome> {
     const fenced = this.fence(name);
     if (fenced) return fenced;
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
     }
     this.watchIfInTransaction(sql);
-    return this.session.run(method, sql, values, this.owner.captureCaller(this.run));
+    return this.session.run(method, sql, values, this.owner.captureCaller(below));
+  }
+
+  /**
+   * @internal A statement for a transaction handle, with the caller's stack
+   * already captured at the handle's own public entry (or none: `trace`
+   * off). `settled` runs as soon as the reply is observed, before the caller
+   * resumes.
+   */
+  sendWith(
+    method: 'query' | 'execute',
+    sql: string | QueryOptions,
+    values: unknown,
+    caller: StackHolder | undefined,
+    name: string = method,
+    settled?: () => void,
+  ): Promise<QueryOutcome> {
+    const fenced = this.fence(name);
+    if (fenced) return fenced;
+    this.watchIfInTransaction(sql);
+    return this.session.run(method, sql, values, caller, settled);
+  }
+
+  /** @internal The caller's stack, below `below` (undefined with `trace` off). */
+  captureCaller(below: Function): StackHolder | undefined {
+    return this.owner.captureCaller(below);
   }
 
   /** Fences the lease; its callback face (if one was made) stops listening to the connection. */

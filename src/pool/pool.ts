@@ -31,8 +31,8 @@ import { GtidPosition } from './gtid';
 import { refuseUnlessReadOnly } from '../replica/statement';
 import { channels, publish, type DiagnosticsMessages } from './diagnostics';
 import { PoolConnection, type LeaseOwner } from './lease';
-import { ResourcePool } from './resource-pool';
-import { runAll, Session, type QueryOutcome, type SessionHooks, type StackHolder } from './session';
+import { ResourcePool, type Waiter } from './resource-pool';
+import { runAll, Session, type QueryOutcome, type SessionHooks, type StackHolder, type Statement } from './session';
 import { TRACK_STATE_CHANGES, watchStateChanges } from './session-state';
 
 /** A snapshot of the pool, from `pool.stats()`. */
@@ -153,7 +153,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         queueLimit,
         maxIdle,
         idleTimeoutMs: idleTimeout,
-        onEnqueue: () => this.notify('enqueue'),
+        onEnqueue: () => {
+          if (this.listenerCount('enqueue') > 0) this.notify('enqueue');
+        },
       },
     );
   }
@@ -267,11 +269,24 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   private takeConnection(): Promise<PoolConnection> {
     const takenAt = this.options.captureStacks ? captureStack('lease taken here') : undefined;
-    return this.tracedAcquire().then((session) => {
-      const lease = new PoolConnection(this, session, takenAt);
-      if (this.options.leakDetectionMs > 0) this.watchForLeak(lease);
-      return lease;
-    });
+    if (poolConnectChannel.hasSubscribers || channels.acquire.hasSubscribers) {
+      return this.tracedAcquire().then((session) => this.lease(session, takenAt));
+    }
+    // Hot path: an idle session is checked out at once (one promise); otherwise one waiter object in the queue.
+    const idle = this.resources.isClosed ? undefined : this.resources.takeIdle();
+    if (idle === undefined) {
+      return new Promise<PoolConnection>((resolve, reject) => this.resources.request(new LeaseWaiter(this, takenAt, resolve, reject)));
+    }
+    const ready = this.checkout(idle);
+    if (ready instanceof Session) return Promise.resolve(this.lease(ready, takenAt));
+    return ready.then((session) => this.lease(session, takenAt));
+  }
+
+  /** @internal A new lease on a session just checked out. */
+  lease(session: Session, takenAt: string | undefined): PoolConnection {
+    const lease = new PoolConnection(this, session, takenAt);
+    if (this.options.leakDetectionMs > 0) this.watchForLeak(lease);
+    return lease;
   }
 
   /**
@@ -303,18 +318,21 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.openTransaction(options, true);
+    return this.openTransaction(options, true, this.captureCaller(Pool.prototype.begin));
   }
 
-  /** `watched`: guarded by the FinalizationRegistry (handles the user holds; not the runner's own). */
-  private openTransaction(options: BeginOptions | undefined, watched: boolean): Promise<Transaction> {
+  /**
+   * `watched`: guarded by the FinalizationRegistry (handles the user holds; not the runner's own).
+   * `caller`: the stack of the user's call (`pool.begin()`, `pool.transaction()`), given to the BEGIN.
+   */
+  private openTransaction(options: BeginOptions | undefined, watched: boolean, caller: StackHolder | undefined): Promise<Transaction> {
     try {
       beginStatements(options); // bad options fail before a connection is taken
     } catch (error) {
       return Promise.reject(error);
     }
     const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
-    return this.getConnection().then((lease) => Transaction.begin(lease, options, true, stack, watched));
+    return this.getConnection().then((lease) => Transaction.begin(lease, options, true, stack, watched, caller));
   }
 
   /**
@@ -324,7 +342,9 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
    * isolation level, read only, `timeoutMs`, `signal`, `onTimeout`, `retries`.
    */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
-    return runTransaction(() => this.openTransaction(options, false), fn, options);
+    // One stack for the statements the runner sends itself (BEGIN, COMMIT, ROLLBACK): the line that called transaction().
+    const caller = this.captureCaller(Pool.prototype.transaction);
+    return runTransaction(() => this.openTransaction(options, false, caller), fn, options, undefined, caller);
   }
 
   /** Gives a connection back (same as `connection.release()`). */
@@ -334,12 +354,12 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
 
   /** Runs one statement on any free connection (text protocol), as mysql2. */
   query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
-    return this.runOnce('query', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.runOnce('query', sql, values, Pool.prototype.query) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Runs one prepared statement on any free connection (binary protocol), as mysql2. */
   execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
-    return this.runOnce('execute', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.runOnce('execute', sql, values, Pool.prototype.execute) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Escapes a value for SQL, with the pool's settings, as mysql2. */
@@ -447,21 +467,21 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   /** @internal */
-  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined): Promise<Transaction> {
+  beginOn(lease: PoolConnection, options: BeginOptions | undefined, ownsLease: boolean, stack: string | undefined, caller?: StackHolder): Promise<Transaction> {
     try {
       checkBeginKeys(options);
     } catch (error) {
       return Promise.reject(error);
     }
-    return Transaction.begin(lease, options, ownsLease, stack);
+    return Transaction.begin(lease, options, ownsLease, stack, true, caller);
   }
 
   /** @internal */
-  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined): Promise<T> {
+  runOn<T>(lease: PoolConnection, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions | undefined, caller?: StackHolder): Promise<T> {
     const stack = this.options.captureStacks ? captureStack('transaction began here') : undefined;
     // Stopped while BEGIN is in flight: the ROLLBACK is queued at once, ahead of the caller's next statement.
     const stoppedEarly = (): void => lease.queueRollback('ROLLBACK');
-    return runTransaction(() => Transaction.begin(lease, options, false, stack, false), fn, options, stoppedEarly);
+    return runTransaction(() => Transaction.begin(lease, options, false, stack, false, caller), fn, options, stoppedEarly, caller);
   }
 
   /** @internal */
@@ -662,13 +682,19 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
     if (this.listenerCount(event) > 0) emitSafely(this, event, args);
   }
 
+  /** mysql2's per-checkout events (`acquire`, `release`, `enqueue`): without a listener, not even the arguments array of `notify`. */
+  private notifyConnection(event: 'acquire' | 'release', connection: RawConnection): void {
+    if (this.listenerCount(event) > 0) emitSafely(this, event, [connection]);
+  }
+
   /** Emits a pool event and publishes it on its diagnostics channel. */
   private report<K extends 'abandon' | 'rollback' | 'rollbackError' | 'destroy' | 'leak' | 'reset'>(kind: K, event: PoolEventMap[K][0]): void {
     this.notify(kind, ...([event] as PoolEventMap[K]));
     if (channels[kind].hasSubscribers) publish(kind, { ...event, pool: this } as DiagnosticsMessages[K]);
   }
 
-  private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<QueryOutcome> {
+  /** `below`: the public method called (`query` / `execute`): the captured stack starts at the caller's line, as in mysql2. */
+  private runOnce(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown, below: Function): Promise<QueryOutcome> {
     if (typeof values === 'function') {
       throw new Error('Callback function is not available with promise clients.');
     }
@@ -678,15 +704,26 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
         return scope.sharedConnection().then((lease) => (method === 'query' ? lease.query(sql, values as QueryValues) : lease.execute(sql, values as ExecuteValues)));
       }
     }
-    const caller = this.captureCaller(this.runOnce);
-    // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
-    const idle = this.resources.isClosed || poolConnectChannel.hasSubscribers ? undefined : this.resources.takeIdle();
-    const ready = idle === undefined ? this.tracedAcquire() : this.checkout(idle);
-    if (ready instanceof Session) {
-      if (idle !== undefined) publish('acquire', { pool: this, threadId: ready.threadId, waitMs: 0 });
-      return ready.run(method, sql, values, caller, this.releaseAfterRun);
+    const caller = this.captureCaller(below);
+    if (!this.resources.isClosed && !poolConnectChannel.hasSubscribers) {
+      // Fast path: a clean idle session is checked out and used synchronously (no promise hop).
+      const idle = this.resources.takeIdle();
+      if (idle !== undefined) {
+        const ready = this.checkout(idle);
+        if (ready instanceof Session) {
+          if (channels.acquire.hasSubscribers) publish('acquire', { pool: this, threadId: ready.threadId, waitMs: 0 });
+          return ready.run(method, sql, values, caller, this.releaseAfterRun);
+        }
+        return ready.then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
+      }
+      if (!channels.acquire.hasSubscribers) {
+        // It waits: one object in the queue and the caller's promise; the statement is sent the moment a session is handed over.
+        return new Promise<QueryOutcome>((resolve, reject) =>
+          this.resources.request(new StatementWaiter(this.releaseAfterRun, method, sql, values, caller, resolve, reject)),
+        );
+      }
     }
-    return ready.then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
+    return this.tracedAcquire().then((session) => session.run(method, sql, values, caller, this.releaseAfterRun));
   }
 
   /** pool.query / pool.execute: the session goes back as soon as its reply is in (destroyed after a read-only error). */
@@ -737,7 +774,7 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       return this.acquireSession();
     }
     session.checkout();
-    this.notify('acquire', session.raw);
+    this.notifyConnection('acquire', session.raw);
     return session;
   }
 
@@ -745,8 +782,16 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   private giveBack(session: Session, how: 'release' | 'destroy'): void {
     if (!this.out.delete(session)) return;
     if (how === 'release' && session.usable && !this.resources.isClosed) {
-      this.resources.release(session);
-      if (session.state === 'idle') this.notify('release', session.raw);
+      if (session.state !== 'idle') {
+        this.resources.release(session); // flagged (lazy cleanup): no 'release' event, as before
+      } else if (this.resources.hasWaiters) {
+        // Handed straight to the oldest waiter (checked out in the same call): 'release' comes before its 'acquire'.
+        this.notifyConnection('release', session.raw);
+        this.resources.release(session);
+      } else {
+        this.resources.release(session);
+        this.notifyConnection('release', session.raw);
+      }
     } else {
       this.resources.destroy(session);
     }
@@ -845,6 +890,41 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
       this.report('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
     }, this.options.leakDetectionMs);
     lease.leakTimer.unref();
+  }
+}
+
+/** A `getConnection()` waiting for a session: resolves with its lease the moment one is handed over. */
+class LeaseWaiter implements Waiter<Session> {
+  deadline = 0;
+  next: Waiter<Session> | undefined = undefined;
+  constructor(
+    private readonly pool: Pool,
+    private readonly takenAt: string | undefined,
+    private readonly resolve: (lease: PoolConnection) => void,
+    readonly failed: (error: unknown) => void,
+  ) {}
+
+  granted(session: Session): void {
+    this.resolve(this.pool.lease(session, this.takenAt));
+  }
+}
+
+/** A `pool.query` / `pool.execute` waiting for a session: its statement is sent the moment one is handed over. */
+class StatementWaiter implements Waiter<Session> {
+  deadline = 0;
+  next: Waiter<Session> | undefined = undefined;
+  constructor(
+    private readonly settled: (session: Session, error?: { errno?: number }) => void,
+    private readonly method: 'query' | 'execute',
+    private readonly sql: Statement,
+    private readonly values: unknown,
+    private readonly caller: StackHolder | undefined,
+    private readonly resolve: (outcome: QueryOutcome) => void,
+    readonly failed: (error: unknown) => void,
+  ) {}
+
+  granted(session: Session): void {
+    session.runInto(this.method, this.sql, this.values, this.caller, this.settled, this.resolve, this.failed);
   }
 }
 

@@ -225,32 +225,68 @@ export class Session {
       settled?.(this);
       return Promise.reject(lost);
     }
-    return new Promise<QueryOutcome>((resolve, reject) => {
-      this.inFlight++;
-      const done: Callback = (err, rows, fields) => {
-        this.settleOne();
-        if (err && this.stopping) err = lostWhileStopping(err);
-        if (err) {
-          this.observeError(err);
-          if (caller) applyCallerStack(err, caller);
-        } else {
-          this.observe(rows, fields);
-        }
-        // Before the caller resumes (pool.query gives the session back here, with no extra promise).
-        settled?.(this, err ?? undefined);
-        if (err) reject(err);
-        else resolve([rows, fields] as QueryOutcome);
-      };
-      this.noteStatement(typeof sql === 'string' ? sql : sql.sql);
-      try {
-        this.send(method, sql, values, done);
-      } catch (error) {
-        // mysql2 refused it before writing anything (e.g. an undefined bind value): nothing is in flight.
-        this.settleOne();
-        settled?.(this);
-        throw error;
+    return new Promise<QueryOutcome>((resolve, reject) => this.start(method, sql, values, caller, settled, resolve, reject));
+  }
+
+  /**
+   * `run()` for a statement whose caller already holds a promise (a
+   * `pool.execute` that waited for this session): the outcome goes to
+   * `resolve` / `reject`, with no promise of its own. Never throws.
+   */
+  runInto(
+    method: 'query' | 'execute',
+    sql: Statement,
+    values: unknown,
+    caller: StackHolder | undefined,
+    settled: (session: Session, error?: QueryError) => void,
+    resolve: (outcome: QueryOutcome) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    if (this.gate !== undefined || !this.connected) {
+      this.run(method, sql, values, caller, settled).then(resolve, reject);
+      return;
+    }
+    try {
+      this.start(method, sql, values, caller, settled, resolve, reject);
+    } catch (error) {
+      reject(error);
+    }
+  }
+
+  /** Sends one statement; its reply is observed, then `settled`, then `resolve` / `reject`. Throws if mysql2 refuses it at once. */
+  private start(
+    method: 'query' | 'execute',
+    sql: Statement,
+    values: unknown,
+    caller: StackHolder | undefined,
+    settled: ((session: Session, error?: QueryError) => void) | undefined,
+    resolve: (outcome: QueryOutcome) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    this.inFlight++;
+    const done: Callback = (err, rows, fields) => {
+      this.settleOne();
+      if (err && this.stopping) err = lostWhileStopping(err);
+      if (err) {
+        this.observeError(err);
+        if (caller) applyCallerStack(err, caller);
+      } else {
+        this.observe(rows, fields);
       }
-    });
+      // Before the caller resumes (pool.query gives the session back here, with no extra promise).
+      settled?.(this, err ?? undefined);
+      if (err) reject(err);
+      else resolve([rows, fields] as QueryOutcome);
+    };
+    this.noteStatement(typeof sql === 'string' ? sql : sql.sql);
+    try {
+      this.send(method, sql, values, done);
+    } catch (error) {
+      // mysql2 refused it before writing anything (e.g. an undefined bind value): nothing is in flight.
+      this.settleOne();
+      settled?.(this);
+      throw error;
+    }
   }
 
   /**

@@ -333,10 +333,10 @@ export class Scope {
       gracefulEnd: false,
       watchLease: () => undefined, // the scope holds the inner lease: a view cannot lose the session
       reportRollbackError: (session, error) => owner.reportRollbackError(session, error),
-      beginOn: (lease, options, ownsLease, stack) => owner.beginOn(lease, options, ownsLease, stack),
+      beginOn: (lease, options, ownsLease, stack, caller) => owner.beginOn(lease, options, ownsLease, stack, caller),
       killQuery: (session) => owner.killQuery(session),
       reportAbandon: (session, why, stack) => owner.reportAbandon(session, why, stack),
-      runOn: (lease, fn, options) => owner.runOn(lease, fn, options),
+      runOn: (lease, fn, options, caller) => owner.runOn(lease, fn, options, caller),
     };
   }
 }

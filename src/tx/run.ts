@@ -8,7 +8,7 @@
  */
 import { InvalidOptionError, TransactionEndedByServerError, TransactionTimeoutError } from '../errors';
 import type { AbandonReason } from '../pool/events';
-import { ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT } from '../pool/session';
+import { ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, type StackHolder } from '../pool/session';
 import type { BeginOptions } from './sql';
 import { attach, type Transaction } from './transaction';
 
@@ -51,19 +51,43 @@ function validate(options: TransactionOptions): void {
   }
 }
 
-/** @internal Runs `fn` in the transaction `start` opens, retrying deadlocks and lock wait timeouts if asked. */
-export async function runTransaction<T>(
+const NO_OPTIONS: TransactionOptions = Object.freeze({});
+
+/**
+ * @internal Runs `fn` in the transaction `start` opens, retrying deadlocks and
+ * lock wait timeouts if asked. `caller`: the stack given to the statements the
+ * runner sends itself (COMMIT, ROLLBACK).
+ */
+export function runTransaction<T>(
   start: () => Promise<Transaction>,
   fn: (tx: Transaction) => Promise<T>,
-  options: TransactionOptions = {},
+  options: TransactionOptions = NO_OPTIONS,
   stoppedEarly?: () => void,
+  caller?: StackHolder,
 ): Promise<T> {
-  validate(options);
-  if (typeof fn !== 'function') throw new InvalidOptionError('fn', 'a function (tx) => Promise');
+  try {
+    if (options !== NO_OPTIONS) validate(options);
+    if (typeof fn !== 'function') throw new InvalidOptionError('fn', 'a function (tx) => Promise');
+  } catch (error) {
+    return Promise.reject(error);
+  }
   const retries = options.retries ?? 0;
+  // No retries (the default): the attempt's own promise is the caller's.
+  if (retries === 0) return attemptOnce(start, fn, options, stoppedEarly, caller);
+  return retrying(start, fn, options, stoppedEarly, caller, retries);
+}
+
+async function retrying<T>(
+  start: () => Promise<Transaction>,
+  fn: (tx: Transaction) => Promise<T>,
+  options: TransactionOptions,
+  stoppedEarly: (() => void) | undefined,
+  caller: StackHolder | undefined,
+  retries: number,
+): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await attemptOnce(start, fn, options, stoppedEarly);
+      return await attemptOnce(start, fn, options, stoppedEarly, caller);
     } catch (error) {
       if (attempt >= retries || !isRetryable(error) || options.signal?.aborted) throw error;
       await sleep(backoffMs(attempt));
@@ -82,6 +106,7 @@ function attemptOnce<T>(
   fn: (tx: Transaction) => Promise<T>,
   options: TransactionOptions,
   stoppedEarly: (() => void) | undefined,
+  caller: StackHolder | undefined,
 ): Promise<T> {
   const { timeoutMs, signal } = options;
   const policy = options.onTimeout ?? 'kill';
@@ -112,31 +137,32 @@ function attemptOnce<T>(
 
     begun = true;
     start().then(
-      async (began) => {
+      (began) => {
         tx = began;
         if (stopped) {
           // Timed out or aborted during BEGIN: the caller is gone already; never run fn.
           began.abandon(stopped.why, stopped.error, stoppedEarly !== undefined);
           return;
         }
-        let result: T;
+        let outcome: Promise<T>;
         try {
-          result = await fn(began);
+          outcome = Promise.resolve(fn(began));
         } catch (error) {
-          if (stopped) return;
-          disarm();
-          await rollbackKeeping(began, error);
-          reject(error);
-          return;
+          outcome = Promise.reject(error);
         }
-        if (stopped) return;
-        disarm();
-        try {
-          await finish(began);
-          resolve(result);
-        } catch (error) {
-          reject(error);
-        }
+        // Plain reactions rather than an async function: no promise of its own per attempt.
+        outcome.then(
+          (result) => {
+            if (stopped) return;
+            disarm();
+            finish(began, caller).then(() => resolve(result), reject);
+          },
+          (error: unknown) => {
+            if (stopped) return;
+            disarm();
+            void rollbackKeeping(began, error, caller).then(() => reject(error));
+          },
+        );
       },
       (error: unknown) => {
         disarm();
@@ -155,24 +181,27 @@ function interrupt(tx: Transaction, why: AbandonReason, error: Error, policy: In
   tx.abandon(why, error);
 }
 
-/** The callback threw: roll back, keeping the callback's error as the one thrown. */
-async function rollbackKeeping(tx: Transaction, error: unknown): Promise<void> {
-  if (tx.state !== 'active' && tx.state !== 'endedByServer') return;
-  try {
-    await tx.rollback();
-  } catch (rollbackError) {
-    attach(error, 'rollbackError', rollbackError);
-  }
+/** The callback threw: roll back, keeping the callback's error as the one thrown. Never rejects. */
+function rollbackKeeping(tx: Transaction, error: unknown, caller: StackHolder | undefined): Promise<void> {
+  if (tx.state !== 'active' && tx.state !== 'endedByServer') return Promise.resolve();
+  return tx.rollbackWith(caller).then(noop, (rollbackError: unknown) => attach(error, 'rollbackError', rollbackError));
 }
 
 /** The callback resolved: commit, unless it already ended the transaction itself. */
-async function finish(tx: Transaction): Promise<void> {
-  if (tx.state === 'active') return tx.commit();
+function finish(tx: Transaction, caller: StackHolder | undefined): Promise<void> {
+  if (tx.state === 'active') return tx.commitWith(caller);
   if (tx.state === 'endedByServer') {
-    await tx.rollback().catch(() => undefined); // gives the connection back
-    throw new TransactionEndedByServerError('commit');
+    // Gives the connection back.
+    return tx.rollbackWith(caller).then(noop, noop).then(() => {
+      throw new TransactionEndedByServerError('commit');
+    });
   }
   // committed or rolled back by the callback itself: its choice stands.
+  return Promise.resolve();
+}
+
+function noop(): void {
+  return undefined;
 }
 
 function isRetryable(error: unknown): boolean {

@@ -32,8 +32,12 @@ export function checkBeginKeys(options: BeginOptions | undefined): void {
   }
 }
 
+/** The usual case: no options. Shared, never modified. */
+const PLAIN_BEGIN: readonly string[] = Object.freeze(['START TRANSACTION']);
+
 /** The statements that begin a transaction, in order. Throws `ERR_INVALID_OPTION` before any SQL is sent. */
-export function beginStatements(options: BeginOptions = {}): string[] {
+export function beginStatements(options?: BeginOptions): readonly string[] {
+  if (options === undefined) return PLAIN_BEGIN;
   if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'an options object');
   const { isolationLevel, readOnly, consistentSnapshot } = options;
   if (isolationLevel !== undefined && !ISOLATION_LEVELS.includes(isolationLevel)) {

@@ -27,7 +27,7 @@ import {
 import type { AbandonReason } from '../pool/events';
 import type { PoolConnection } from '../pool/lease';
 import { gtidOfResult } from '../pool/gtid';
-import { ER_LOCK_DEADLOCK, ER_NODE_NOT_READY, type QueryOutcome, type Statement } from '../pool/session';
+import { ER_LOCK_DEADLOCK, ER_NODE_NOT_READY, type QueryOutcome, type StackHolder, type Statement } from '../pool/session';
 import { runTransaction, type TransactionOptions } from './run';
 import { beginStatements, savepointName, type BeginOptions } from './sql';
 
@@ -80,6 +80,8 @@ export class Transaction {
   private stateValue: TransactionState = 'active';
   /** Why it was abandoned: the error late calls reject with. */
   private abandonedBy: Error | undefined;
+  /** Why it was abandoned, when no error was given: the error is made only if a late call needs it. */
+  private abandonedWhy: AbandonReason | undefined;
   /** A COMMIT (or RELEASE SAVEPOINT) was sent and has not been answered yet. */
   private committing = false;
   private child: Transaction | undefined;
@@ -117,26 +119,31 @@ export class Transaction {
    * same lease is superseded: rolled back first, never implicitly committed by
    * the new START TRANSACTION.
    */
-  static async begin(
+  static begin(
     lease: PoolConnection,
     options: BeginOptions | undefined,
     ownsLease: boolean,
     stack: string | undefined,
     watched = true,
+    caller?: StackHolder,
   ): Promise<Transaction> {
-    const statements = beginStatements(options); // validated before any SQL is sent
+    let statements: readonly string[];
+    try {
+      statements = beginStatements(options); // validated before any SQL is sent
+    } catch (error) {
+      return Promise.reject(error);
+    }
     lease.activeTransaction?.deref()?.abandon('superseded');
     // A lease the handle owns is held by the handle (or the runner) to its end, and a lost handle is
     // caught by `lost` below: the pool's net for lost leases would only watch it a second time.
     if (ownsLease) lease.watchedForLoss = true;
-    let sent = 0;
-    try {
-      for (const sql of statements) {
-        lease.armTransactionGuard();
-        await lease.query(sql);
-        sent++;
-      }
-    } catch (error) {
+    const begun = (): Transaction => {
+      const tx = new Transaction(lease, 0, ownsLease, undefined, stack, undefined, watched);
+      // A lease the handle owns is out of the user's hands: nothing else can begin on it.
+      if (!ownsLease) lease.activeTransaction = new WeakRef(tx);
+      return tx;
+    };
+    const failed = (sent: number, error: unknown): never => {
       // A node that refused BEGIN (1047) refuses ROLLBACK too, and nothing was opened: a lease of our
       // own is given back and closes quietly (Session.release), no ROLLBACK is queued on the caller's.
       const refused = (error as QueryError).errno === ER_NODE_NOT_READY;
@@ -150,11 +157,25 @@ export class Transaction {
         lease.queueRollback('ROLLBACK');
       }
       throw error;
+    };
+    if (statements.length === 1) {
+      // The usual case, one START TRANSACTION: one promise, no async frame.
+      lease.armTransactionGuard();
+      return lease.sendWith('query', statements[0] as string, undefined, caller).then(begun, (error: unknown) => failed(0, error));
     }
-    const tx = new Transaction(lease, 0, ownsLease, undefined, stack, undefined, watched);
-    // A lease the handle owns is out of the user's hands: nothing else can begin on it.
-    if (!ownsLease) lease.activeTransaction = new WeakRef(tx);
-    return tx;
+    return (async () => {
+      let sent = 0;
+      try {
+        for (const sql of statements) {
+          lease.armTransactionGuard();
+          await lease.sendWith('query', sql, undefined, caller);
+          sent++;
+        }
+      } catch (error) {
+        failed(sent, error);
+      }
+      return begun();
+    })();
   }
 
   /** `active`, `committed`, `rolledBack`, `abandoned`, `endedByServer` or `outcomeUnknown`. */
@@ -179,21 +200,25 @@ export class Transaction {
 
   /** Runs a statement inside the transaction (text protocol). */
   query<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
-    return this.run('query', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.run('query', sql, values, Transaction.prototype.query) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Runs a prepared statement inside the transaction (binary protocol). */
   execute<T extends QueryResult = QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
-    return this.run('execute', sql, values) as Promise<[T, FieldPacket[]]>;
+    return this.run('execute', sql, values, Transaction.prototype.execute) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Opens a savepoint: a nested transaction whose rollback undoes only its own work. */
-  async begin(): Promise<Transaction> {
+  begin(): Promise<Transaction> {
+    return this.openSavepoint(this.lease.captureCaller(Transaction.prototype.begin));
+  }
+
+  private async openSavepoint(caller: StackHolder | undefined): Promise<Transaction> {
     const closed = this.closedError('begin');
     if (closed) throw closed;
     const root = this.root();
     const name = savepointName(++root.savepoints);
-    await this.send('query', `SAVEPOINT ${name}`, undefined);
+    await this.send('query', `SAVEPOINT ${name}`, undefined, false, caller);
     const child = new Transaction(this.lease, this.depth + 1, false, this, this.held.stack, name);
     this.child = child;
     return child;
@@ -215,7 +240,8 @@ export class Transaction {
         root.poison = failure;
       });
     };
-    return runTransaction(() => this.begin(), fn, { ...(options ?? {}), retries: 0 }, stoppedEarly);
+    const caller = this.lease.captureCaller(Transaction.prototype.transaction);
+    return runTransaction(() => this.openSavepoint(caller), fn, { ...(options ?? {}), retries: 0 }, stoppedEarly, caller);
   }
 
   /**
@@ -224,7 +250,12 @@ export class Transaction {
    * that fails too. If the connection dies during COMMIT the outcome is unknown:
    * `ERR_COMMIT_OUTCOME_UNKNOWN`.
    */
-  async commit(): Promise<void> {
+  commit(): Promise<void> {
+    return this.commitWith(this.lease.captureCaller(Transaction.prototype.commit));
+  }
+
+  /** @internal `commit()` with the caller's stack given (the runner's: the line that called `transaction()`). */
+  async commitWith(caller: StackHolder | undefined): Promise<void> {
     if (this.stateValue === 'endedByServer') {
       this.releaseOwnedLease(); // nothing left to commit; the connection goes back
       throw new TransactionEndedByServerError('commit');
@@ -232,7 +263,7 @@ export class Transaction {
     const closed = this.closedError('commit');
     if (closed) throw closed;
     if (this.poison) {
-      await this.rollback().catch(() => undefined);
+      await this.rollbackWith(caller).catch(() => undefined);
       throw this.poison;
     }
     // Until the server answers, the handle takes nothing else: a second commit() or a rollback()
@@ -240,7 +271,7 @@ export class Transaction {
     this.committing = true;
     if (this.savepoint) {
       try {
-        await this.send('query', `RELEASE SAVEPOINT ${this.savepoint}`, undefined, true);
+        await this.send('query', `RELEASE SAVEPOINT ${this.savepoint}`, undefined, true, caller);
       } finally {
         this.committing = false;
       }
@@ -248,7 +279,7 @@ export class Transaction {
       return;
     }
     try {
-      const [result] = await this.send('query', 'COMMIT', undefined, true);
+      const [result] = await this.send('query', 'COMMIT', undefined, true, caller);
       this.committedGtid = gtidOfResult(result);
     } catch (error) {
       this.committing = false;
@@ -280,7 +311,7 @@ export class Transaction {
       // (1047: the node refuses ROLLBACK too; the session closes at release and the server rolls back.)
       if (!unsent && errno !== ER_NODE_NOT_READY) {
         try {
-          await this.lease.query('ROLLBACK');
+          await this.lease.sendWith('query', 'ROLLBACK', undefined, caller);
         } catch (rollbackError) {
           attach(error, 'rollbackError', rollbackError);
         }
@@ -294,14 +325,19 @@ export class Transaction {
   }
 
   /** Rolls back (or, for a savepoint, rolls back to it). Errors are thrown. */
-  async rollback(): Promise<void> {
+  rollback(): Promise<void> {
+    return this.rollbackWith(this.lease.captureCaller(Transaction.prototype.rollback));
+  }
+
+  /** @internal `rollback()` with the caller's stack given (the runner's: the line that called `transaction()`). */
+  async rollbackWith(caller: StackHolder | undefined): Promise<void> {
     // After the server ended it, a rollback is what the caller wants anyway: allowed, and harmless.
     const closed = this.stateValue === 'endedByServer' ? undefined : this.closedError('rollback');
     if (closed) throw closed;
     const sql = this.held.rollbackSql;
     this.end('rolledBack');
     try {
-      await this.lease.query(sql);
+      await this.lease.sendWith('query', sql, undefined, caller);
     } finally {
       this.releaseOwnedLease();
     }
@@ -338,7 +374,9 @@ export class Transaction {
    */
   abandon(why: AbandonReason, reason?: Error, rollbackQueued = false): void {
     if (this.stateValue !== 'active') return;
-    this.abandonedBy = reason ?? new TransactionAbandonedError('query', describe(why));
+    // An Error (and its stack) costs more than the rest of an abandon: made lazily, for a late call only.
+    this.abandonedBy = reason;
+    this.abandonedWhy = why;
     this.end('abandoned');
     if (this.ownsLease) {
       this.lease.abandon(why, this.held.stack);
@@ -357,25 +395,29 @@ export class Transaction {
     return this.lease.hasInFlight;
   }
 
-  private run(method: 'query' | 'execute', sql: Statement, values: unknown): Promise<QueryOutcome> {
+  /** `below`: the public method called, so that the captured stack starts at the caller's line. */
+  private run(method: 'query' | 'execute', sql: Statement, values: unknown, below: Function): Promise<QueryOutcome> {
     const closed = this.closedError(method);
     if (closed) return Promise.reject(closed);
-    return this.send(method, sql, values);
+    if (typeof values === 'function') {
+      throw new Error('Callback function is not available with promise clients.');
+    }
+    return this.send(method, sql, values, false, this.lease.captureCaller(below));
   }
 
   /**
    * Sends a statement and watches whether the server ended the transaction
    * under it (`ending`: COMMIT / RELEASE SAVEPOINT, which end it on purpose).
+   * The check runs as soon as the reply is observed, before the caller resumes.
    */
-  private send(method: 'query' | 'execute', sql: Statement, values: unknown, ending = false): Promise<QueryOutcome> {
-    const outcome = method === 'query' ? this.lease.query(sql, values as QueryValues) : this.lease.execute(sql, values as ExecuteValues);
-    if (ending) return outcome;
-    const check = (): void => {
-      if (this.stateValue === 'active' && !this.lease.inTransaction) this.root().endByServer();
-    };
-    outcome.then(check, check);
-    return outcome;
+  private send(method: 'query' | 'execute', sql: Statement, values: unknown, ending: boolean, caller: StackHolder | undefined): Promise<QueryOutcome> {
+    return this.lease.sendWith(method, sql, values, caller, method, ending ? undefined : this.checkEnded);
   }
+
+  /** After each statement: did the server end the transaction under it (deadlock, DDL's implicit commit)? */
+  private readonly checkEnded = (): void => {
+    if (this.stateValue === 'active' && !this.lease.inTransaction) this.root().endByServer();
+  };
 
   private endByServer(): void {
     if (this.stateValue !== 'active') return;
@@ -393,6 +435,9 @@ export class Transaction {
         }
         return this.committing ? new TransactionClosedError(method, 'being committed') : undefined;
       case 'abandoned':
+        if (this.abandonedBy === undefined && this.abandonedWhy !== undefined) {
+          this.abandonedBy = new TransactionAbandonedError('query', describe(this.abandonedWhy));
+        }
         return this.abandonedBy ?? new TransactionAbandonedError(method, 'abandoned');
       case 'endedByServer':
         return new TransactionEndedByServerError(method);
