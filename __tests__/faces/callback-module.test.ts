@@ -173,14 +173,15 @@ describe("execute() and query() return mysql2's command object, on the pool and 
   test("without a callback: `fields`, one `result` per row, `end`; on the pool face too, whose connection goes back after `end`", async () => {
     const sql = 'SELECT 1 AS a UNION ALL SELECT 2';
     const conn = await getConnection(pool);
-    for (const command of [conn.execute(sql), conn.query(sql)]) {
-      expect(await eventsOf(command)).toEqual({ fields: 1, results: [{ a: 1 }, { a: 2 }], errors: [] });
+    // Listen at once: a command sent behind another may end before the first one's `end` is awaited.
+    for (const seen of [conn.execute(sql), conn.query(sql)].map(eventsOf)) {
+      expect(await seen).toEqual({ fields: 1, results: [{ a: 1 }, { a: 2 }], errors: [] });
     }
     conn.release();
-    for (const command of [pool.execute(sql), pool.query(sql)]) {
-      expect(await eventsOf(command)).toEqual({ fields: 1, results: [{ a: 1 }, { a: 2 }], errors: [] });
-      await waitUntil(() => pool.promise().stats().idle === 1, 2_000);
+    for (const seen of [pool.execute(sql), pool.query(sql)].map(eventsOf)) {
+      expect(await seen).toEqual({ fields: 1, results: [{ a: 1 }, { a: 2 }], errors: [] });
     }
+    await waitUntil(() => pool.promise().stats().idle === 1, 2_000);
     expect(pool.promise().stats()).toMatchObject({ leased: 0, abandoned: 0, destroyed: 0 });
   });
 
