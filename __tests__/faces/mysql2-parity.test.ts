@@ -5,7 +5,7 @@
  * listeners, the deprecation `warn` of `connection.end()`, and a server whose
  * answer to the pool's connect-time query has no rows.
  */
-import { createPool, type Pool } from '../../src';
+import { createPool, createPoolCluster, type Pool } from '../../src';
 import { startProxy } from '../support/fault-proxy';
 import { mysqlUrl } from '../support/db';
 
@@ -95,5 +95,23 @@ test('a connect-time query the server refuses (a node in read-only failover answ
   } finally {
     await Promise.all(pools.splice(0).map((made) => made.end()));
     await proxy.close();
+  }
+});
+
+test("the promise cluster's poolCluster and a namespace's poolNamespace are the callback faces (mysql2/promise's names); events emitted there reach the promise listeners", async () => {
+  const cluster = createPoolCluster();
+  try {
+    expect(cluster.poolCluster.promise()).toBe(cluster);
+    expect(cluster.poolCluster).toBe(cluster.poolCluster);
+    const namespace = cluster.of('*');
+    expect(namespace.poolNamespace.promise()).toBe(namespace);
+    const seen: unknown[] = [];
+    cluster.once('warn', function (this: unknown, error: Error) {
+      seen.push(this === cluster, error.message);
+    });
+    (cluster.poolCluster.emit as (event: string, ...args: unknown[]) => boolean)('warn', new Error('w'));
+    expect(seen).toEqual([true, 'w']);
+  } finally {
+    await cluster.end();
   }
 });

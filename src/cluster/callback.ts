@@ -25,8 +25,10 @@ export type ClusterConnectionCallback = (err: Error | null, connection: Callback
  * callback namespace API. Get one with `cluster.of(pattern, selector)`.
  */
 export class CallbackPoolNamespace {
-  /** @internal Use `cluster.of()`. */
-  constructor(private readonly namespace: PoolNamespace) {}
+  /** @internal Use `cluster.of()`, or `namespace.poolNamespace`. */
+  constructor(private readonly namespace: PoolNamespace) {
+    namespace.callbackFace ??= this;
+  }
 
   /** The promise namespace underneath (same nodes, same selector, same round-robin turn). */
   promise(): PoolNamespace {
@@ -74,16 +76,26 @@ export class CallbackPoolCluster extends EventEmitter<PoolClusterEventMap> {
   private readonly cluster: PoolCluster;
   private readonly namespaces = new WeakMap<PoolNamespace, CallbackPoolNamespace>();
 
-  /** @internal Use `createCallbackPoolCluster()`. */
-  constructor(options?: PoolClusterOptions) {
+  /** @internal Use `createCallbackPoolCluster()`, or `cluster.poolCluster` for the face of a promise cluster. */
+  constructor(options?: PoolClusterOptions, cluster?: PoolCluster) {
     super();
-    this.cluster = new PoolCluster(options);
+    this.cluster = cluster ?? new PoolCluster(options);
+    this.cluster.callbackFace ??= this;
     // Forwarded as they happen. A listener here that throws throws inside the promise cluster's
     // emit, which rethrows it on the next tick (an uncaught exception) after finishing its bookkeeping.
-    this.cluster.on('warn', (error) => this.emit('warn', error));
-    this.cluster.on('remove', (id, transition) => this.emit('remove', id, transition));
-    this.cluster.on('offline', (id, transition) => this.emit('offline', id, transition));
-    this.cluster.on('online', (id, transition) => this.emit('online', id, transition));
+    this.cluster.on('warn', (error) => super.emit('warn', error));
+    this.cluster.on('remove', (id, transition) => super.emit('remove', id, transition));
+    this.cluster.on('offline', (id, transition) => super.emit('offline', id, transition));
+    this.cluster.on('online', (id, transition) => super.emit('online', id, transition));
+  }
+
+  /**
+   * As on mysql2, whose promise cluster listens on the callback one: the
+   * cluster's events emitted here reach the promise cluster's listeners
+   * (and, through it, this face's).
+   */
+  override emit<K extends keyof PoolClusterEventMap>(event: K, ...args: PoolClusterEventMap[K]): boolean {
+    return (this.cluster.emit as (event: K, ...args: PoolClusterEventMap[K]) => boolean)(event, ...args);
   }
 
   /** The validated options, defaults filled in. */

@@ -27,6 +27,7 @@ import type { Transaction } from '../tx/transaction';
 import type { NodeTransition, PoolClusterEventMap } from './events';
 import { connectionLost, unavailability } from './failure';
 import { canServe, notReady, queryHealth, type NodeHealth } from './health';
+import { CallbackPoolCluster } from './callback';
 import { PoolNamespace, type NamespaceHost, type StatementOptions } from './namespace';
 import { ClusterNode, type NodeState } from './node';
 import { checkNow, Probe, type ProbeOutcome } from './probe';
@@ -114,6 +115,17 @@ export class PoolCluster extends EventEmitter<PoolClusterEventMap> implements Na
   constructor(options?: PoolClusterOptions) {
     super();
     this.config = resolveClusterOptions(options);
+  }
+
+  /** @internal The callback face made for this cluster, if any (one per cluster). */
+  callbackFace: CallbackPoolCluster | undefined;
+
+  /**
+   * This cluster with mysql2's callback API (mysql2/promise's
+   * `poolCluster.poolCluster`): the same nodes, events and state.
+   */
+  get poolCluster(): CallbackPoolCluster {
+    return this.callbackFace ?? new CallbackPoolCluster(undefined, this);
   }
 
   /** True once `end()` was called. */

@@ -33,6 +33,7 @@ import type { TransactionOptions } from '../tx/run';
 import type { BeginOptions } from '../tx/sql';
 import type { Transaction } from '../tx/transaction';
 import { provesNothingCommitted, retryDelayMs, statementNeverRan, statementRolledBack } from './failure';
+import { CallbackPoolNamespace } from './callback';
 import type { ClusterNode } from './node';
 import type { SelectorName } from './options';
 import { pinnedNode, runPinned } from './pin';
@@ -94,6 +95,14 @@ const CALLBACK_NOT_AVAILABLE = 'Callback function is not available with promise 
  * `begin`, `transaction` and `withScope`. Get one with `cluster.of(pattern, selector)`.
  */
 export class PoolNamespace {
+  /** @internal The callback face made for this namespace, if any. */
+  callbackFace: CallbackPoolNamespace | undefined;
+
+  /** This namespace with mysql2's callback API (mysql2/promise's `namespace.poolNamespace`). */
+  get poolNamespace(): CallbackPoolNamespace {
+    return this.callbackFace ?? new CallbackPoolNamespace(this);
+  }
+
   private readonly select: Selector;
   private readonly expression: RegExp;
 
