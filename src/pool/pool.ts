@@ -884,11 +884,20 @@ export class Pool extends EventEmitter<PoolEventMap> implements LeaseOwner, Sess
   }
 
   private watchForLeak(lease: PoolConnection): void {
-    const takenAt = Date.now();
-    lease.leakTimer = setTimeout(() => {
+    const takenAt = performance.now();
+    const limit = this.options.leakDetectionMs;
+    const check = (): void => {
       if (lease.isReleased || this.closed) return; // end() took every connection back: nothing is held any more
-      this.report('leak', { threadId: lease.threadId, heldMs: Date.now() - takenAt, stack: lease.takenAt });
-    }, this.options.leakDetectionMs);
+      const heldMs = performance.now() - takenAt;
+      if (heldMs < limit) {
+        // Node's timers run off a loop clock cached at the start of the iteration: up to a millisecond early.
+        lease.leakTimer = setTimeout(check, Math.ceil(limit - heldMs));
+        lease.leakTimer.unref();
+        return;
+      }
+      this.report('leak', { threadId: lease.threadId, heldMs, stack: lease.takenAt });
+    };
+    lease.leakTimer = setTimeout(check, limit);
     lease.leakTimer.unref();
   }
 }
