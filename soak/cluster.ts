@@ -29,7 +29,7 @@ import { createConnection } from 'mysql2/promise';
 import { createPoolCluster, type PoolCluster } from '../src/index';
 import { startGaleraCluster, type GaleraCluster, type GaleraNode } from '../scripts/galera';
 import { bump, Ledger, violationCount, type LedgerCheck } from './ledger';
-import { activeResources, gcFunction, leakedResources, mulberry32 } from './run';
+import { activeResources, describe, finalize, gcFunction, leakedResources, mulberry32, round, within } from './run';
 import { CheckoutProbe, DEFAULT_WORKLOAD, readsDdl, sleep, worker, type WorkloadContext, type WorkloadOptions } from './workload';
 
 export interface ClusterSoakOptions {
@@ -92,11 +92,7 @@ const MB = 1024 * 1024;
 export async function runClusterSoak(options: ClusterSoakOptions): Promise<ClusterSoakSummary> {
   const before = activeResources();
   const summary = await soak(options);
-  summary.leakedResources = await leakedResources(before);
-  if (summary.leakedResources.length > 0) summary.violations.push(`handles left after teardown: ${summary.leakedResources.join(', ')}`);
-  if (summary.unhandledRejections.length > 0) summary.violations.push(`${summary.unhandledRejections.length} unhandled rejection(s)`);
-  if (summary.uncaughtExceptions.length > 0) summary.violations.push(`${summary.uncaughtExceptions.length} uncaught exception(s)`);
-  return summary;
+  return finalize(summary, await leakedResources(before));
 }
 
 async function soak(options: ClusterSoakOptions): Promise<ClusterSoakSummary> {
@@ -451,23 +447,3 @@ async function until(check: () => boolean, boundMs: number): Promise<boolean> {
   return true;
 }
 
-async function within(work: Promise<unknown>, boundMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), boundMs);
-  });
-  try {
-    return await Promise.race([work.then(() => true), bound]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function describe(value: unknown): string {
-  if (value instanceof Error) return `${value.name}: ${value.message}`.slice(0, 300);
-  return String(value).slice(0, 300);
-}
-
-function round(n: number): number {
-  return Math.round(n * 10) / 10;
-}

@@ -478,7 +478,16 @@ export function formatSummary(s: SoakSummary): string {
 }
 
 /** All problems, including those found after the run (leaks, unhandled errors). */
-function finalize(summary: SoakSummary, leaked: string[]): SoakSummary {
+/** What every soak summary reports about its own process, checked at the end. */
+export interface ProcessChecks {
+  leakedResources: string[];
+  violations: string[];
+  unhandledRejections: string[];
+  uncaughtExceptions: string[];
+}
+
+/** Records what teardown left behind and turns unhandled rejections and uncaught exceptions into violations. */
+export function finalize<S extends ProcessChecks>(summary: S, leaked: string[]): S {
   summary.leakedResources = leaked;
   if (leaked.length > 0) summary.violations.push(`handles or timers left after teardown: ${leaked.join(', ')}`);
   for (const r of summary.unhandledRejections) summary.violations.push(`unhandled rejection: ${r}`);
@@ -506,7 +515,7 @@ async function waitFor(check: () => boolean | Promise<boolean>, boundMs: number,
   }
 }
 
-async function within(work: Promise<unknown>, boundMs: number): Promise<boolean> {
+export async function within(work: Promise<unknown>, boundMs: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), boundMs);
@@ -530,12 +539,12 @@ function multisetMinus(after: string[], before: string[]): string[] {
   return extra;
 }
 
-function describe(value: unknown): string {
+export function describe(value: unknown): string {
   if (value instanceof Error) return `${value.name}: ${value.message}`.slice(0, 300);
   return String(value).slice(0, 300);
 }
 
-function round(n: number): number {
+export function round(n: number): number {
   return Math.round(n * 10) / 10;
 }
 
