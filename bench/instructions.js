@@ -6,6 +6,12 @@
 //
 //   node bench/instructions.js <target> <workload> <concurrency> <connectionLimit> [N]
 //
+// N defaults to 5000. Smaller N is not safe: at N = 1500 the JIT's tier-ups
+// (valgrind slows the process, not V8's call-count budgets) still fall inside
+// the difference, and mysql2's pool.execute at 32 callers on 8 connections
+// counted 22,394 instructions/op against 45,432 at N = 5000 (ours 59,603 and
+// 45,031): a 2.7x "gap" that was the instrument's.
+//
 // target: a directory holding a compiled rollback-pool (e.g. dist), or mysql2, or
 // mariadb. workload: execute | checkout | transaction | poolTransaction | abandon
 // | explicit. RP_TRACE=0 turns mysql2's `trace` off; RP_WHEN_DIRTY=1 runs ours with
@@ -16,7 +22,7 @@ const { execFileSync } = require('node:child_process');
 const { readFileSync, rmSync } = require('node:fs');
 const { resolve } = require('node:path');
 
-const [target = 'dist', workload = 'execute', concArg = '32', limitArg = '8', nArg = '1500'] = process.argv.slice(2).filter((a) => a !== '--child');
+const [target = 'dist', workload = 'execute', concArg = '32', limitArg = '8', nArg = '5000'] = process.argv.slice(2).filter((a) => a !== '--child');
 const url = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 const WARM = 3000;
 

@@ -537,7 +537,7 @@ garbage collections, with ${report.memory?.rows[0]?.connections ?? 32} connectio
 (\`getConnection()\` + \`release()\`, ${report.memory?.concurrency ?? 8} at a time) after a warm-up.
 For development, \`bench/ab.ts\` runs one case the same way for any builds and pools, and
 \`bench/instructions.js\` counts client instructions per operation under valgrind (repeatable on a
-loaded machine).
+loaded machine, with enough operations that the JIT's warm-up falls outside the count: see its header).
 
 Command: \`${commandLine(report.settings)}\`.
 
