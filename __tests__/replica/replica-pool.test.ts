@@ -319,4 +319,17 @@ describePair('createReplicaPool on a private primary/replica pair', () => {
     const [[after]] = await pool.query<RowDataPacket[]>(`SELECT v, CONNECTION_ID() AS c, @@server_id AS s FROM ${T} WHERE id = 2`);
     expect(after).toEqual({ v: Number(before!['v']) + 1, c: tx.threadId, s: 2 });
   });
+
+  test('while `ready()` waits, the pool keeps the process alive (a script whose only work is that wait must not exit silently)', async () => {
+    // process.getActiveResourcesInfo(): what keeps the event loop alive. Before the fix the first
+    // probe's timer was unref'd: a script doing only `await pool.ready()` could exit with code 0
+    // before the probe ran, nothing printed (seen in `npm run bench -- --replica`).
+    const alive = (): number => process.getActiveResourcesInfo().length;
+    const before = alive();
+    const pool = pools.create(options());
+    const during = alive();
+    await pool.ready();
+    expect(during).toBeGreaterThan(before);
+    expect(pool.health().map((h) => h.state)).toEqual(['healthy']);
+  });
 });

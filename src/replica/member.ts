@@ -81,7 +81,10 @@ export class ReplicaMember {
     this.firstProbe = new Promise((resolve) => {
       this.firstProbed = resolve;
     });
-    this.schedule(0);
+    // The first probe keeps the process alive: `ready()` waits for it, and a
+    // script whose only work is that wait would otherwise exit silently
+    // (code 0) before the probe ever ran. Later probes are background work.
+    this.schedule(0, true);
   }
 
   get state(): ReplicaState {
@@ -154,11 +157,11 @@ export class ReplicaMember {
     return this.pool.end();
   }
 
-  private schedule(delayMs: number): void {
+  private schedule(delayMs: number, keepAlive = false): void {
     if (this.stateValue === 'closed') return;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.probe(), delayMs);
-    this.timer.unref();
+    if (!keepAlive) this.timer.unref();
   }
 
   private async probe(): Promise<void> {
