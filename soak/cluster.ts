@@ -29,7 +29,7 @@ import { createConnection } from 'mysql2/promise';
 import { createPoolCluster, type PoolCluster } from '../src/index';
 import { startGaleraCluster, type GaleraCluster, type GaleraNode } from '../scripts/galera';
 import { bump, Ledger, violationCount, type LedgerCheck } from './ledger';
-import { activeResources, describe, finalize, gcFunction, leakedResources, mulberry32, round, within } from './run';
+import { activeResources, describe, finalize, gcFunction, leakedResources, mulberry32, round, waitFor, within } from './run';
 import { CheckoutProbe, DEFAULT_WORKLOAD, readsDdl, sleep, worker, type WorkloadContext, type WorkloadOptions } from './workload';
 
 export interface ClusterSoakOptions {
@@ -223,7 +223,7 @@ async function soak(options: ClusterSoakOptions): Promise<ClusterSoakSummary> {
           if (kind === 'kill') await node.start();
           else await node.rejoin();
           const syncedAt = Date.now();
-          const online = await until(() => nodeEvents.some((e) => e.event === 'online' && e.id === node.name && e.at >= at), 15_000);
+          const online = await waitFor(() => nodeEvents.some((e) => e.event === 'online' && e.id === node.name && e.at >= at), 15_000, 20);
           const offlineEvent = nodeEvents.find((e) => e.event === 'offline' && e.id === node.name && e.at >= at);
           const onlineEvent = nodeEvents.find((e) => e.event === 'online' && e.id === node.name && e.at >= at);
           const faultRecord: NodeFaultRecord = {
@@ -273,10 +273,10 @@ async function soak(options: ClusterSoakOptions): Promise<ClusterSoakSummary> {
     await gc.waitHealthy(60_000).catch((error: unknown) => violations.push(`the Galera cluster did not heal: ${describe(error)}`));
 
     // Every node back online in the pool cluster, nothing leased or pending anywhere (after GC for dropped handles).
-    const settled = await until(() => {
+    const settled = await waitFor(() => {
       collectGarbage?.();
       return Object.values(pc.stats()).every((s) => s.state === 'online' && s.pool.leased === 0 && s.pool.pendingRollback === 0 && s.pool.waiting === 0);
-    }, 20_000);
+    }, 20_000, 20);
     if (!settled) violations.push(`nodes not all online and idle 20 s after the stop: ${JSON.stringify(Object.fromEntries(Object.entries(pc.stats()).map(([id, s]) => [id, { state: s.state, ...s.pool }])))}`);
 
     const sweep = await finalSweep(pc, connectionLimit);
@@ -438,12 +438,4 @@ async function withConnection<T>(url: string, fn: (conn: Connection) => Promise<
   }
 }
 
-async function until(check: () => boolean, boundMs: number): Promise<boolean> {
-  const deadline = Date.now() + boundMs;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
 

@@ -477,7 +477,6 @@ export function formatSummary(s: SoakSummary): string {
   return lines.join('\n');
 }
 
-/** All problems, including those found after the run (leaks, unhandled errors). */
 /** What every soak summary reports about its own process, checked at the end. */
 export interface ProcessChecks {
   leakedResources: string[];
@@ -506,7 +505,8 @@ export function gcFunction(): (() => void) | undefined {
   }
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, boundMs: number, intervalMs = 50): Promise<boolean> {
+/** Polls `check` every `intervalMs` until it holds (true) or `boundMs` passed (false). */
+export async function waitFor(check: () => boolean | Promise<boolean>, boundMs: number, intervalMs = 50): Promise<boolean> {
   const deadline = Date.now() + boundMs;
   for (;;) {
     if (await check()) return true;
